@@ -74,6 +74,14 @@ mkdir -p '/newroot/lib/modules/{{.Release}}' || fail "mkdir /lib/modules/{{.Rele
 mount -o bind '/host{{.ModulesDir}}' '/newroot/lib/modules/{{.Release}}' || fail "bind the lab kernel's modules"
 mkdir -p '/newroot{{.GuestShareDir}}' || fail "mkdir {{.GuestShareDir}}"
 mount -o bind /share '/newroot{{.GuestShareDir}}' || fail "bind the share at {{.GuestShareDir}}"
+# Host folders hidden by the guest's own /tmp, /run or /dev (a checkout under /tmp, say) are
+# bound read-only at their own path, one per line of /share/binds.
+if [ -f /share/binds ]; then
+	while IFS= read -r p; do
+		[ -n "$p" ] || continue
+		mkdir -p "/newroot$p" && mount -o bind,ro "/host$p" "/newroot$p" || fail "bind $p"
+	done </share/binds
+fi
 # The kernel runs its modprobe helper (for modules it loads on demand, such as IPVS
 # schedulers) in init's root, the initramfs, where /sbin/modprobe runs the chroot's modprobe.
 # Inside the chroot the same path is kmod's modprobe itself.

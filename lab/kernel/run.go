@@ -121,6 +121,14 @@ func (k *Kit) Run(ctx context.Context, opts RunOptions) (res Result, err error) 
 			return res, err
 		}
 	}
+	if strings.ContainsRune(dir, '\n') {
+		return res, fmt.Errorf("kernel lab: Run: bad working directory %q", dir)
+	}
+	if b := hiddenBind(dir); b != "" {
+		if err := os.WriteFile(filepath.Join(share, "binds"), []byte(b+"\n"), 0o644); err != nil {
+			return res, fmt.Errorf("kernel lab: %w", err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(share, "job.sh"), jobScript(dir, opts.Env, opts.Command), 0o644); err != nil {
 		return res, fmt.Errorf("kernel lab: %w", err)
 	}
@@ -386,4 +394,18 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// hiddenBind returns the host folder to bind into the guest so that dir exists there: the guest
+// mounts its own fresh /tmp, /run and /dev over the host's, so a working directory below one of
+// them (a checkout under /tmp, as CI may make) would otherwise be missing. It returns "" when dir
+// is visible anyway.
+func hiddenBind(dir string) string {
+	dir = filepath.Clean(dir)
+	for _, top := range []string{"/tmp", "/run", "/dev"} {
+		if rel, err := filepath.Rel(top, dir); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return dir
+		}
+	}
+	return ""
 }
