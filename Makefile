@@ -17,8 +17,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Debian packages the tests use: iproute2 (namespaces, witnesses), systemd (journald and
 # journalctl), qemu + busybox-static + kmod + xz-utils (the kernel lab for IPVS), ipvsadm (an
-# independent reading of kernel IPVS state inside the lab guest).
-DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm
+# independent reading of kernel IPVS state inside the lab guest), keepalived (the reference VRRP
+# peer in namespaces).
+DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm keepalived
 
 # Test timeout per package; generous, only to catch hangs.
 TEST_TIMEOUT ?= 20m
