@@ -107,22 +107,32 @@ func TestReloadBadConfigKeepsOld(t *testing.T) {
 
 func TestReloadRejectsUnsupportedFeature(t *testing.T) {
 	ta := startAgent(t, testConfig{})
-	ta.rewrite(t, testConfig{extra: "vrrp_instance \"VI_1\" {\n}\n"})
-	res := ta.Reload(context.Background())
-	if res.OK || !strings.Contains(res.Error, "not supported yet") {
-		t.Fatalf("reload with vrrp_instance answered %+v, want not supported yet", res)
+	for _, block := range []string{"virtual_server \"web\" {\n}\n", "proxy \"web\" {\n}\n"} {
+		ta.rewrite(t, testConfig{extra: block})
+		res := ta.Reload(context.Background())
+		if res.OK || !strings.Contains(res.Error, "not supported yet") {
+			t.Fatalf("reload with %q answered %+v, want not supported yet", block, res)
+		}
 	}
 	if st := ta.Status(); st.Config.Generation != 1 {
 		t.Fatalf("generation = %d", st.Config.Generation)
 	}
 }
 
-func TestSupportedFeaturesEmpty(t *testing.T) {
-	if n := len(SupportedFeatures()); n != 0 {
-		t.Fatalf("SupportedFeatures has %d entries, want none in this build", n)
+// TestSupportedFeatures: this build implements VRRP and sync groups only.
+func TestSupportedFeatures(t *testing.T) {
+	want := map[config.Feature]bool{config.FeatureVRRP: true, config.FeatureSyncGroup: true}
+	got := SupportedFeatures()
+	if len(got) != len(want) {
+		t.Fatalf("SupportedFeatures = %v, want %v", got, want)
 	}
-	for _, f := range []config.Feature{config.FeatureVRRP, config.FeatureSyncGroup, config.FeatureVirtualServer, config.FeatureProxy} {
-		if SupportedFeatures()[f] {
+	for f := range want {
+		if !got[f] {
+			t.Errorf("%s not supported", f)
+		}
+	}
+	for _, f := range []config.Feature{config.FeatureVirtualServer, config.FeatureProxy} {
+		if got[f] {
 			t.Errorf("%s supported", f)
 		}
 	}

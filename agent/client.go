@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,9 +67,20 @@ func (e *APIError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://fulcrum"+path, nil)
+	return c.doBody(ctx, method, path, nil)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://fulcrum"+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -188,4 +200,30 @@ func (c *Client) Events(ctx context.Context, fn func(line []byte) error) error {
 		return fmt.Errorf("event stream: %w", err)
 	}
 	return nil
+}
+
+// Failover asks the agent for a VRRP failover drill. A drill that ran is
+// not an error even if it failed: see FailoverResponse.OK and the results.
+func (c *Client) Failover(ctx context.Context, req FailoverRequest) (*FailoverResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.doBody(ctx, http.MethodPost, "/v1/vrrp/failover", body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("control API POST /v1/vrrp/failover: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError(resp.StatusCode, raw)
+	}
+	var r FailoverResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("decoding failover answer: %w", err)
+	}
+	return &r, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -170,10 +171,11 @@ type route struct {
 // peers other than root (or our uid) 403; every error is {"error": "..."}.
 func (a *Agent) controlHandler(cs *controlServer) http.Handler {
 	routes := map[string]route{
-		"/v1/status":  {http.MethodGet, a.handleStatus},
-		"/v1/reload":  {http.MethodPost, a.handleReload},
-		"/v1/events":  {http.MethodGet, func(w http.ResponseWriter, r *http.Request) { a.handleEvents(w, r, cs.streams) }},
-		"/v1/version": {http.MethodGet, a.handleVersion},
+		"/v1/status":        {http.MethodGet, a.handleStatus},
+		"/v1/reload":        {http.MethodPost, a.handleReload},
+		"/v1/events":        {http.MethodGet, func(w http.ResponseWriter, r *http.Request) { a.handleEvents(w, r, cs.streams) }},
+		"/v1/version":       {http.MethodGet, a.handleVersion},
+		"/v1/vrrp/failover": {http.MethodPost, a.handleFailover},
 	}
 	allow := a.opts.allowPeer
 	if allow == nil {
@@ -269,4 +271,49 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request, streams con
 			return
 		}
 	}
+}
+
+// maxRequestBody bounds the JSON bodies the control API reads.
+const maxRequestBody = 64 << 10
+
+// handleFailover runs a VRRP failover drill (FailoverRequest). Request
+// problems are 400, an unknown instance 404, no VRRP configured 409; a
+// drill that ran answers 200 with per-instance results, ok false if any
+// failed.
+func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
+	var req FailoverRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "bad failover request: "+err.Error())
+		return
+	}
+	res, err := a.Failover(r.Context(), req)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, res)
+	case errors.Is(err, ErrBadFailoverRequest):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrUnknownInstance):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrNoVRRP):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// vrrpDriller is the subsystem that runs failover drills.
+type vrrpDriller interface {
+	failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error)
+}
+
+// Failover runs a VRRP failover drill (see FailoverRequest).
+func (a *Agent) Failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error) {
+	for _, s := range a.subsystems {
+		if d, ok := s.(vrrpDriller); ok {
+			return d.failover(ctx, req)
+		}
+	}
+	return FailoverResponse{}, ErrNoVRRP
 }

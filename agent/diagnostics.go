@@ -11,11 +11,17 @@ import (
 )
 
 // SupportedFeatures is the set of top-level config features this build
-// implements. It is empty today: vrrp_instance, sync_group, virtual_server and
-// proxy blocks are rejected with "not supported yet" until their issues land,
-// each adding its config.Feature here together with its subsystem.
+// implements: vrrp_instance and sync_group. virtual_server and proxy blocks
+// are rejected with "not supported yet" until their issues land, each
+// adding its config.Feature here together with its subsystem. (track_service,
+// which names a virtual_server or proxy, therefore cannot be configured
+// either; the vrrp subsystem refuses it too while no health subsystem
+// serves it.)
 func SupportedFeatures() map[config.Feature]bool {
-	return map[config.Feature]bool{}
+	return map[config.Feature]bool{
+		config.FeatureVRRP:      true,
+		config.FeatureSyncGroup: true,
+	}
 }
 
 // Validate loads and validates the config file at path exactly as the agent

@@ -51,12 +51,12 @@ type subsystemFactory struct {
 }
 
 // defaultSubsystems lists the subsystems in start order; they stop in
-// reverse. Later issues replace the placeholders with the real packages'
-// adapters (vrrp, ipvs, health, l7proxy).
+// reverse. vrrp is real; later issues replace the other placeholders with
+// the real packages' adapters (ipvs, health, l7proxy).
 func defaultSubsystems() []subsystemFactory {
 	return []subsystemFactory{
-		{"vrrp", func(subsystemDeps) subsystem {
-			return newPlaceholder("vrrp", func(c *config.Config) int { return len(c.VRRPInstances) + len(c.SyncGroups) })
+		{"vrrp", func(d subsystemDeps) subsystem {
+			return newVRRPSubsystem(d, newNetioFactory(d.Log))
 		}},
 		{"ipvs", func(subsystemDeps) subsystem {
 			return newPlaceholder("ipvs", func(c *config.Config) int { return len(c.VirtualServers) })

@@ -26,29 +26,38 @@
 // an injected Clock; vrrptest.FakeClock runs a whole failover in
 // microseconds and lets tests assert the exact instant of each transition.
 //
-// # How the rest of Fulcrum plugs in
+// # The runner: Instance
 //
-// The transport (raw IP sockets, a later issue) owns the sockets of an
-// interface. On receive it reads the TTL from ancillary data, calls
-// CheckTTL, Parse with the packet's source and destination, finds the
-// instance by VRID (counting VRIDMismatch when none matches), calls its
-// WireConfig.Check, logs any warning, and hands Packet.Advert(src) to the
-// instance's Machine. It must not deliver our own advertisements (disable
-// multicast loopback); the Machine ignores adverts from its own PrimaryAddr
-// in any case. As the Machine's Actions it implements SendAdvert by building
-// WireConfig.Advert(priority), marshalling it with the IP header's source
-// and destination (224.0.0.18 / ff02::12 or each unicast peer) and sending
-// it with TTL 255.
+// An Instance (instance.go) runs one virtual router around a Machine. It
+// owns small interfaces that the agent implements with package netio:
 //
-// The VIP manager (netlink, a later issue) implements AddVIPs, RemoveVIPs
-// and Announce (gratuitous ARP, or unsolicited Neighbor Advertisements with
-// the Router flag, repeated as configured). The agent implements
-// StateChanged (events, notifications, metrics), feeds tracker results to
-// SetTracker and exposes the drills. One small adapter type in the agent
-// dispatches the Actions methods to the transport and the VIP manager.
+//	Transport       Recv / Send / Close of VRRP messages (raw IP-112 socket)
+//	AddressManager  Add / Remove of VIPs (netlink)
+//	Announcer       one round of gratuitous ARP / unsolicited NA
+//	AddressWatcher  VIPs removed behind our back (netlink), re-added by a Master
+//	LinkWatcher     link state for interface trackers
+//	ServiceHealth   health of virtual servers and proxies (track_service)
 //
-// Actions are called synchronously under the Machine's lock: they must not
-// call the Machine back from the same goroutine, and should not block.
+// and vrrptest has in-memory fakes of each. Its receive goroutine applies
+// CheckTTL, Parse and WireConfig.Check, counts every drop by reason in a
+// Stats and hands accepted adverts to the Machine. As the Machine's Actions
+// it sends adverts directly on the Transport (a raw socket write does not
+// block), and queues everything slow on goroutines of its own, in order:
+// VIP changes and announcements on a worker (a burst of Count rounds on
+// becoming Master, the first at once; a second burst after Delay; one round
+// every Refresh; a burst when a Master hears a lower-priority advert, the
+// sign of a split brain), state-change callbacks, and notify commands (argv,
+// timeout, killed with their process group). Trackers (interfaces,
+// processes from /proc, keepalived-style track_files, services) feed
+// SetTracker / SetTrackerWeight. A Group makes instances move together
+// (keepalived's vrrp_sync_group). Update applies a reload in place;
+// Failover and AwaitHandover run and observe a drill; Status and Counters
+// feed the agent's status, events and metrics. The transport must not
+// deliver our own advertisements (disable multicast loopback); the Machine
+// ignores adverts from its own PrimaryAddr in any case.
+//
+// The Machine's Actions are called synchronously under its lock: they must
+// not call the Machine back from the same goroutine, and should not block.
 //
 // # Timers
 //

@@ -76,6 +76,10 @@ const (
 	ReasonForceBackup
 	// ReasonTakeover: Backup -> Master by the TakeOver drill.
 	ReasonTakeover
+	// ReasonSyncGroup: Backup -> Master or Master -> Backup because another
+	// member of the instance's sync group moved (keepalived
+	// vrrp_sync_group; see Group).
+	ReasonSyncGroup
 )
 
 // String returns a stable snake_case token.
@@ -105,6 +109,8 @@ func (r Reason) String() string {
 		return "force_backup"
 	case ReasonTakeover:
 		return "takeover"
+	case ReasonSyncGroup:
+		return "sync_group"
 	default:
 		return fmt.Sprintf("reason(%d)", uint8(r))
 	}

@@ -48,9 +48,18 @@ func (m *Machine) effectivePriority(now time.Time) uint8 {
 	if m.boosted(now) && m.cfg.Priority != PriorityOwner {
 		return takeoverPriority
 	}
-	return EffectivePriority(m.cfg.Priority, m.cfg.Trackers, func(name string) bool {
-		return m.trackers[name].up
-	})
+	if m.cfg.Priority == PriorityOwner {
+		return PriorityOwner
+	}
+	// The weights are the trackers' current ones: SetTrackerWeight may
+	// have changed them since Config.Trackers.
+	p := int(m.cfg.Priority)
+	for _, t := range m.trackers {
+		if (t.weight > 0 && t.up) || (t.weight < 0 && !t.up) {
+			p += t.weight
+		}
+	}
+	return uint8(min(max(p, 1), PriorityMaxBackup))
 }
 
 func (m *Machine) boosted(now time.Time) bool {

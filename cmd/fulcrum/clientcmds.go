@@ -77,6 +77,9 @@ func printStatus(w io.Writer, st *agent.Status, now time.Time) {
 		} else {
 			fmt.Fprintf(w, "  configured: %d\n  state: %s\n", s.Configured, s.State)
 		}
+		if s.Name == "vrrp" && printVRRP(w, s.Detail, now) {
+			continue
+		}
 		keys := make([]string, 0, len(s.Detail))
 		for k := range s.Detail {
 			keys = append(keys, k)

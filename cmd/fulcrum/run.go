@@ -30,6 +30,10 @@ Commands:
            reload the agent's config (like SIGHUP)
   events   [-socket PATH]
            stream the agent's events as JSON lines until interrupted
+  failover [INSTANCE | -all] [-wait] [-hold 30s] [-timeout 10s] [-socket PATH]
+           VRRP failover drill: a master hands over (stays backup for -hold),
+           a backup takes over (advertises 254 for -hold); with -wait, report
+           the measured gaps and exit 1 if the handover was not seen
   version  print version information
   help     print this help
 
@@ -45,6 +49,7 @@ var commands = map[string]command{
 	"status":   runStatus,
 	"reload":   runReload,
 	"events":   runEvents,
+	"failover": runFailover,
 	"version":  runVersion,
 }
 
