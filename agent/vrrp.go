@@ -120,6 +120,10 @@ func vrrpInstanceOptions(in config.VRRPInstance, primary netip.Addr) vrrp.Instan
 		// lower_prio_no_advert; a peer that wrongly became Master then steps
 		// down within one round trip.
 		AdvertOnLowerPriority: true,
+		// keepalived's higher_prio_send_advert: a Master that yields says so
+		// once more, so that after a partition heals the surviving Master
+		// hears there was a second one and re-announces the VIPs.
+		AdvertOnHigherPriority: true,
 		Announce: vrrp.AnnounceOptions{
 			Count:   in.GARP.Repeat,
 			Delay:   in.GARP.Delay,

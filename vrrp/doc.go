@@ -88,7 +88,8 @@
 //   - Fault state, tracker weights and effective priority (see Tracker).
 //   - preempt_delay (see Config.PreemptDelay).
 //   - Optional immediate answer to a lower-priority advertisement
-//     (Config.AdvertOnLowerPriority).
+//     (Config.AdvertOnLowerPriority), and optional parting advertisement of
+//     a Master that yields (Config.AdvertOnHigherPriority).
 //   - VRRPv2 simple password authentication (RFC 2338), which RFC 3768
 //     removed.
 //   - The address-list check is configurable (see AddrListPolicy).

@@ -70,8 +70,11 @@ type drill struct {
 	h           Handover
 	epoch       uint64 // takeover: our Master epoch
 	oldInterval time.Duration
-	done        chan struct{}
-	check       Timer
+	// parted: takeover, the old Master's parting advertisement
+	// (Config.AdvertOnHigherPriority) was seen.
+	parted bool
+	done   chan struct{}
+	check  Timer
 }
 
 func (d *drill) finish(failed bool, msg string) {
@@ -189,9 +192,17 @@ func (i *Instance) drillAdvert(a Advert, now time.Time) {
 			d.finish(false, "")
 		}
 	case DrillTakeover:
-		if a.Src == d.h.OldMaster && a.Priority != PriorityStop {
-			d.h.LastOldMasterAdvert = now
+		if a.Src != d.h.OldMaster || a.Priority == PriorityStop {
+			return
 		}
+		if !d.h.FirstNewMasterAdvert.IsZero() && a.Priority < d.h.NewMasterPriority && !d.parted {
+			// The old Master yielding sends one last advertisement
+			// (AdvertOnHigherPriority): not a sign that it goes on, and
+			// not its last advert before ours. A second one is.
+			d.parted = true
+			return
+		}
+		d.h.LastOldMasterAdvert = now
 	}
 }
 

@@ -281,6 +281,10 @@ type InstanceOptions struct {
 	// AdvertOnLowerPriority: a Master answers a lower-priority
 	// advertisement at once with its own (keepalived's default; see Config).
 	AdvertOnLowerPriority bool
+	// AdvertOnHigherPriority: a Master that yields sends one last
+	// advertisement first (keepalived's higher_prio_send_advert), so that
+	// the winner learns of a split brain and re-announces (see Config).
+	AdvertOnHigherPriority bool
 
 	Announce AnnounceOptions
 	// Trackers are the tracked objects.
@@ -593,14 +597,15 @@ func buildConfigs(o InstanceOptions, deps Deps) (*WireConfig, Config, error) {
 		}
 	}
 	cfg := Config{
-		Version:               o.Version,
-		Priority:              o.Priority,
-		AdvertInterval:        o.AdvertInterval,
-		NoPreempt:             o.NoPreempt,
-		PreemptDelay:          o.PreemptDelay,
-		PrimaryAddr:           o.PrimaryAddr,
-		AdvertOnLowerPriority: o.AdvertOnLowerPriority,
-		ReannounceDelay:       max(o.Announce.Delay, 0),
+		Version:                o.Version,
+		Priority:               o.Priority,
+		AdvertInterval:         o.AdvertInterval,
+		NoPreempt:              o.NoPreempt,
+		PreemptDelay:           o.PreemptDelay,
+		PrimaryAddr:            o.PrimaryAddr,
+		AdvertOnLowerPriority:  o.AdvertOnLowerPriority,
+		AdvertOnHigherPriority: o.AdvertOnHigherPriority,
+		ReannounceDelay:        max(o.Announce.Delay, 0),
 	}
 	// Weights start at 0: the first reading sets the effective ones
 	// (SetTrackerWeight), which depend on file contents and on membership

@@ -82,11 +82,13 @@ func (i *Instance) handlePacket(r Received) {
 	i.mu.Lock()
 	i.lastRecv[a.Src] = peerSeen{at: now, priority: a.Priority}
 	i.drillAdvert(a, now)
-	// Split-brain repair: a Master that hears a lower-priority Master
-	// re-announces, since the other one may have pulled the traffic away
-	// (keepalived garp_lower_prio_repeat).
+	// Split-brain repair: a Master that hears a Master it beats (a lower
+	// priority, or the same priority from a smaller address, RFC 5798
+	// §6.4.3) re-announces, since the other one may have pulled the
+	// traffic away (keepalived garp_lower_prio_repeat).
 	holdoff := i.opts.Announce.LowerPriorityHoldoff
-	reannounce := state == Master && a.Priority != PriorityStop && a.Priority < prio &&
+	beaten := a.Priority < prio || (a.Priority == prio && addrGreater(i.opts.PrimaryAddr, a.Src))
+	reannounce := state == Master && a.Priority != PriorityStop && beaten &&
 		holdoff > 0 && (i.lastLowerAt.IsZero() || now.Sub(i.lastLowerAt) >= holdoff)
 	if reannounce {
 		i.lastLowerAt = now

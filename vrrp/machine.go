@@ -64,6 +64,17 @@ type Config struct {
 	// that wrongly became Master steps down within one round trip. RFC 5798
 	// §6.4.3 says to discard the advertisement; that is the default here.
 	AdvertOnLowerPriority bool
+	// AdvertOnHigherPriority makes a Master that yields to a higher-priority
+	// advertisement (or loses the equal-priority tie-break) send one last
+	// advertisement of its own before it becomes Backup, as keepalived does
+	// with "higher_prio_send_advert". After a partition heals, the winner's
+	// advertisement often reaches the loser before the loser's reaches the
+	// winner; without this parting advertisement the winner would never hear
+	// that there was a second Master, and so never re-announce the addresses
+	// whose neighbours followed the loser (split-brain repair). RFC 5798
+	// §6.4.3 sends nothing here; the parting advertisement is the one the
+	// loser would have sent had its Adver_Timer fired a moment earlier.
+	AdvertOnHigherPriority bool
 	// ReannounceDelay, if positive, repeats Announce this long after becoming
 	// Master (keepalived "garp_master_delay", 5 s there by default).
 	ReannounceDelay time.Duration
@@ -368,6 +379,9 @@ func (m *Machine) masterReceive(a Advert) {
 	reason := ReasonTieBreak
 	if higher {
 		reason = ReasonHigherPriority
+	}
+	if m.cfg.AdvertOnHigherPriority {
+		m.act.SendAdvert(prio)
 	}
 	m.masterAdverInterval = m.own
 	if m.cfg.Version == Version3 && a.Interval > 0 {
