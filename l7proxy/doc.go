@@ -1,0 +1,64 @@
+// Package l7proxy is Fulcrum's embedded HTTP(S) reverse proxy: HAProxy's frontend and backend (or
+// nginx's server and upstream) for a classic Linux load-balancer node.
+//
+// A Proxy serves any number of named proxies, each with listeners, backends of servers and
+// routes between them, as described by Options (plain Go values; the agent translates the
+// `proxy` blocks of the node configuration into them). The Proxy owns every goroutine it starts:
+//
+//	p, err := l7proxy.New(opts)      // validates, loads certificates; binds nothing
+//	err = p.Start(ctx)               // binds the listeners and serves until ctx ends or Close
+//	err = p.Apply(newOpts)           // reload: validate all, keep sockets, swap atomically
+//	p.SetServerHealth("www", "app", "app1", false) // active health from the health package
+//	st := p.Status()                 // counters for metrics and the control API
+//	err = p.Close()                  // graceful: drain in-flight requests, bounded by DrainTimeout
+//
+// # Listeners
+//
+// Listeners bind with IP_FREEBIND (IPV6_FREEBIND), so a listener on a virtual IP that VRRP has
+// not yet brought up binds at once. A listener speaks HTTP/1.1, and HTTP/2 over TLS through ALPN;
+// h2c (HTTP/2 with prior knowledge) is optional. It may expect a PROXY protocol header (v1 or v2,
+// parsed strictly with bounded lengths), redirect plain HTTP to HTTPS with 301, 302, 307 or 308,
+// and serve the statistics page. TLS uses crypto/tls only: TLS 1.2 or 1.3, ECDHE AEAD suites,
+// certificates chosen by SNI (exact name, then a one-label wildcard, then the first certificate),
+// OCSP staples from files, and ReloadCertificates (the agent calls it on SIGHUP; with
+// Options.CertCheckInterval the files are also polled) swapping certificates for new handshakes
+// without touching established connections.
+//
+// # Forwarding
+//
+// Requests are forwarded with net/http/httputil.ReverseProxy: the Host header is preserved,
+// X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are set (incoming values are
+// trusted only from ProxyOptions.TrustedProxies), request and response headers are edited,
+// WebSocket upgrades pass through, and a PROXY protocol header can be sent to the servers of a
+// backend (such connections are not reused across requests). A connection failure is retried on
+// another server when the request is idempotent or has no body.
+//
+// # Balancing and health
+//
+// Backends balance with smooth weighted round robin (nginx's algorithm), weighted least
+// connections, or a consistent (rendezvous) hash of the full client address. Servers leave the
+// rotation when the health package says so (SetServerHealth) and, following nginx's max_fails and
+// fail_timeout, after failed requests (connection errors and 5xx), which are also reported
+// through Options.Passive. Stickiness is either a cookie inserted by the proxy (HAProxy's
+// `cookie SRV insert indirect nocache`; its value is HMAC-signed, stripped before the request
+// reaches the server, and re-issued when the server it names is unavailable) or a hash of the
+// client address.
+//
+// # Protection
+//
+// Per client address, a sliding-window request limit (two fixed windows weighted, like HAProxy's
+// http_req_rate) answers 429 with Retry-After; its table has a fixed maximum number of clients
+// and evicts the least recently seen of a random sample when full, so a flood of distinct
+// addresses cannot grow memory. An optional limit of concurrent connections per client and a
+// per-proxy max_connections (excess connections wait in the kernel's backlog) complete it. Header
+// and body sizes are capped (431, 413), header reads are bounded by a timeout (slowloris), and
+// every timeout of the configuration (connect, client, server, idle, header) is applied.
+//
+// # Observability
+//
+// Status returns counters per proxy, backend and server (requests by class, bytes, sessions,
+// errors, rate-limited requests, retries, state, weight, health). An optional *slog.Logger writes
+// one access-log record per request. The statistics page (HTML with auto-refresh, and JSON with
+// ?format=json or a `;json` suffix) is served on a configurable path, optionally behind basic
+// authentication.
+package l7proxy

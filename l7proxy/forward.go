@@ -1,0 +1,557 @@
+package l7proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// errNoServer is returned by the round tripper when no server of the backend is usable.
+var errNoServer = errors.New("no server available")
+
+// dialError marks a failure to connect to a server: nothing was sent, so the request may be
+// retried elsewhere.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// reqState travels with a request through the ReverseProxy in its context.
+type reqState struct {
+	pr     *proxyRT
+	b      *backend
+	peer   netip.AddrPort // TCP peer, or the PROXY header's source
+	local  netip.AddrPort // where the client connected to
+	client netip.AddrPort // the client: peer, or from X-Forwarded-For of a trusted peer
+	tls    bool
+
+	sticky    string // server named by a valid sticky cookie
+	server    *server
+	setCookie bool
+	body      *guardedBody
+}
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *reqState {
+	rs, _ := ctx.Value(stateKey{}).(*reqState)
+	return rs
+}
+
+func newTransport(b *backend, t Timeouts) *http.Transport {
+	d := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
+	send := b.sendProxy
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			if send != 0 {
+				var src, dst netip.AddrPort
+				if rs := stateOf(ctx); rs != nil {
+					src, dst = rs.peer, rs.local
+				}
+				if t.Connect > 0 {
+					c.SetWriteDeadline(time.Now().Add(t.Connect))
+				}
+				if _, err := c.Write(appendProxyHeader(nil, send, src, dst)); err != nil {
+					c.Close()
+					return nil, &dialError{err}
+				}
+				c.SetWriteDeadline(time.Time{})
+			}
+			return c, nil
+		},
+		// A PROXY header names one client: such connections carry one request each.
+		DisableKeepAlives:     send != 0,
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: t.Server,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// handler serves one listener of one generation.
+type handler struct{ l *listenerRT }
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l, pr := h.l, h.l.proxy
+	st := pr.state
+	start := time.Now()
+	st.activeReqs.Add(1)
+	defer st.activeReqs.Add(-1)
+	st.totalReqs.Add(1)
+	st.rate.add(start)
+
+	rs := &reqState{pr: pr, tls: r.TLS != nil}
+	if cc, _ := r.Context().Value(connKey{}).(*clientConn); cc != nil {
+		rs.peer, rs.local = cc.client, addrPortOf(cc.local)
+	} else {
+		rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
+	}
+	rs.client = pr.clientAddr(rs.peer, r.Header)
+
+	sw := &statusWriter{ResponseWriter: w}
+	body := &countingBody{rc: r.Body}
+	r.Body = body
+	upgrade := r.Header.Get("Upgrade") != ""
+	if to := pr.opts.Timeouts.Client; to > 0 && !upgrade {
+		// Client inactivity: every read of the body and every write of the response pushes
+		// the deadline on; both are lifted when the handler returns (keep-alive idle time is
+		// Timeouts.Idle's).
+		rc := http.NewResponseController(w)
+		body.extend = func(eof bool) {
+			if eof {
+				rc.SetReadDeadline(time.Time{})
+			} else {
+				rc.SetReadDeadline(time.Now().Add(to))
+			}
+		}
+		sw.extend = func() { rc.SetWriteDeadline(time.Now().Add(to)) }
+		defer func() {
+			if body.failed.Load() {
+				// Leave the expired deadline: net/http would otherwise wait to drain the
+				// rest of a stalled body after the handler.
+				rc.SetReadDeadline(time.Now())
+			} else {
+				rc.SetReadDeadline(time.Time{})
+			}
+			rc.SetWriteDeadline(time.Time{})
+		}()
+	}
+
+	switch {
+	case l.opts.RedirectHTTPS != 0:
+		st.redirects.Add(1)
+		redirectHTTPS(sw, r, l.opts.RedirectHTTPS)
+	case pr.isStatsPath(r.URL.Path):
+		pr.serveStats(sw, r)
+	default:
+		pr.forward(sw, r, rs)
+	}
+
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+		if upgrade && rs.server != nil {
+			status = http.StatusSwitchingProtocols
+		}
+	}
+	st.statuses.add(status)
+	in, out := uint64(body.n.Load()), uint64(sw.n)
+	st.bytesIn.Add(in)
+	st.bytesOut.Add(out)
+	if pr.access != nil {
+		attrs := []slog.Attr{
+			slog.String("proxy", pr.name), slog.String("listener", l.opts.Name),
+			slog.String("client", rs.client.Addr().String()), slog.String("method", r.Method),
+			slog.String("host", r.Host), slog.String("uri", r.RequestURI), slog.String("proto", r.Proto),
+			slog.Int("status", status), slog.Uint64("bytes_in", in), slog.Uint64("bytes_out", out),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if rs.b != nil {
+			attrs = append(attrs, slog.String("backend", rs.b.name))
+		}
+		if rs.server != nil {
+			attrs = append(attrs, slog.String("server", rs.server.name))
+		}
+		pr.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	}
+}
+
+func redirectHTTPS(w http.ResponseWriter, r *http.Request, code int) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	if host == "" || strings.ContainsAny(host, "/\\ @") {
+		http.Error(w, "400 Bad Request: no valid Host", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
+	w.WriteHeader(code)
+}
+
+func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, rs *reqState) {
+	st := pr.state
+	if pr.limiter != nil {
+		if ok, wait := pr.limiter.allow(rs.client.Addr(), time.Now()); !ok {
+			st.rateLimited.Add(1)
+			secs := int64((wait + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+			http.Error(w, "429 Too Many Requests", http.StatusTooManyRequests)
+			return
+		}
+	}
+	if limit := pr.opts.MaxBodySize; limit > 0 {
+		if r.ContentLength > limit {
+			http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+	}
+	rs.b = pr.route(r)
+	if rs.b == nil {
+		st.noSrv.Add(1)
+		http.Error(w, "503 Service Unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	pr.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, rs)))
+}
+
+// route picks the backend: the first matching route, else the default backend.
+func (pr *proxyRT) route(r *http.Request) *backend {
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	for _, rt := range pr.opts.Routes {
+		if rt.Host != "" && !hostMatch(strings.ToLower(rt.Host), host) {
+			continue
+		}
+		if rt.PathPrefix != "" && !strings.HasPrefix(r.URL.Path, rt.PathPrefix) {
+			continue
+		}
+		return pr.byName[rt.Backend]
+	}
+	return pr.def
+}
+
+func hostMatch(pattern, host string) bool {
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return len(host) > len(suffix) && strings.HasSuffix(host, suffix) && strings.HasPrefix(suffix, ".")
+	}
+	return pattern == host
+}
+
+func (pr *proxyRT) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range pr.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the client behind peer: with a trusted peer, the right-most address of
+// X-Forwarded-For that is not itself a trusted proxy.
+func (pr *proxyRT) clientAddr(peer netip.AddrPort, h http.Header) netip.AddrPort {
+	if !pr.trusted(peer.Addr()) {
+		return peer
+	}
+	client := peer
+	hops := forwardedFor(h)
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break
+		}
+		client = netip.AddrPortFrom(a.Unmap(), 0)
+		if !pr.trusted(a) {
+			break
+		}
+	}
+	return client
+}
+
+func forwardedFor(h http.Header) []string {
+	var out []string
+	for _, line := range h.Values("X-Forwarded-For") {
+		for part := range strings.SplitSeq(line, ",") {
+			if p := strings.TrimSpace(part); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func (pr *proxyRT) reverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        pr.rewrite,
+		Transport:      &roundTripper{pr: pr},
+		ModifyResponse: pr.modifyResponse,
+		ErrorHandler:   pr.errorHandler,
+		ErrorLog:       slog.NewLogLogger(pr.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// rewrite prepares the outbound request. ReverseProxy has already removed hop-by-hop headers
+// and the client's X-Forwarded-* headers from Out.
+func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
+	rs := stateOf(p.In.Context())
+	in, out := p.In, p.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = "backend.invalid" // the round tripper sets the server
+	out.Host = in.Host
+
+	trusted := pr.trusted(rs.peer.Addr())
+	peer := rs.peer.Addr().String()
+	if prior := forwardedFor(in.Header); trusted && len(prior) > 0 {
+		out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
+	} else {
+		out.Header.Set("X-Forwarded-For", peer)
+	}
+	proto := "http"
+	if rs.tls {
+		proto = "https"
+	}
+	if v := in.Header.Get("X-Forwarded-Proto"); trusted && (v == "http" || v == "https") {
+		proto = v
+	}
+	out.Header.Set("X-Forwarded-Proto", proto)
+	fwdHost := in.Host
+	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
+		fwdHost = v
+	}
+	out.Header.Set("X-Forwarded-Host", fwdHost)
+	out.Header.Set("X-Real-IP", rs.client.Addr().String())
+
+	if name := rs.b.sticky.Cookie; name != "" {
+		rs.sticky = stickyServer(in, name, pr.signer, pr.name+"/"+rs.b.name)
+		stripCookie(out.Header, name)
+	}
+	for _, k := range pr.opts.RequestHeaders.Delete {
+		out.Header.Del(k)
+	}
+	for k, v := range pr.opts.RequestHeaders.Set {
+		out.Header.Set(k, v)
+	}
+	if out.Body != nil && out.Body != http.NoBody {
+		rs.body = &guardedBody{rc: out.Body}
+		out.Body = rs.body
+	}
+}
+
+func (pr *proxyRT) modifyResponse(resp *http.Response) error {
+	rs := stateOf(resp.Request.Context())
+	if rs != nil && rs.setCookie && rs.server != nil {
+		v := pr.signer.encode(pr.name+"/"+rs.b.name, rs.server.name)
+		setStickyCookie(resp.Header, rs.b.sticky.Cookie, v, rs.tls)
+	}
+	for _, k := range pr.opts.ResponseHeaders.Delete {
+		resp.Header.Del(k)
+	}
+	for k, v := range pr.opts.ResponseHeaders.Set {
+		resp.Header.Set(k, v)
+	}
+	return nil
+}
+
+func (pr *proxyRT) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	code := http.StatusBadGateway
+	switch {
+	case errors.As(err, &mbe):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errNoServer):
+		code = http.StatusServiceUnavailable
+		pr.state.noSrv.Add(1)
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusGatewayTimeout
+	}
+	if code != http.StatusRequestEntityTooLarge {
+		pr.state.errors.Add(1)
+	}
+	pr.log.Debug("proxy error", "proxy", pr.name, "uri", r.RequestURI, "status", code, "error", err)
+	http.Error(w, strconv.Itoa(code)+" "+http.StatusText(code), code)
+}
+
+// roundTripper picks the server for each attempt and retries connection failures elsewhere.
+type roundTripper struct{ pr *proxyRT }
+
+func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	pr := t.pr
+	rs := stateOf(req.Context())
+	if rs == nil || rs.b == nil {
+		return nil, errNoServer
+	}
+	b := rs.b
+	now := time.Now()
+	var s *server
+	if rs.sticky != "" {
+		if c := b.byName[rs.sticky]; c != nil && c.usable(now, false) {
+			s = c
+		}
+	}
+	if s == nil {
+		s = b.pick(rs.client.Addr(), nil, now)
+	}
+	var tried []*server
+	for {
+		if s == nil {
+			return nil, errNoServer
+		}
+		rs.server = s
+		rs.setCookie = b.sticky.Cookie != "" && rs.sticky != s.name
+		req.URL.Host = s.target
+		s.active.Add(1)
+		s.total.Add(1)
+		s.rate.add(now)
+		resp, err := b.transport.RoundTrip(req)
+		if err == nil {
+			s.statuses.add(resp.StatusCode)
+			pr.report(b, s, resp.StatusCode < 500)
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection: ReverseProxy needs the writable body.
+				resp.Body = &activeConn{ReadWriteCloser: rwc, s: s}
+			} else {
+				resp.Body = &activeBody{ReadCloser: resp.Body, s: s}
+			}
+			return resp, nil
+		}
+		s.active.Add(-1)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || req.Context().Err() != nil {
+			return nil, err // the client's doing, not the server's
+		}
+		pr.report(b, s, false)
+		var de *dialError
+		if !errors.As(err, &de) || !rs.body.unread() || len(tried) >= pr.retries {
+			return nil, err
+		}
+		tried = append(tried, s)
+		now = time.Now()
+		if s = b.pick(rs.client.Addr(), tried, now); s == nil {
+			return nil, err
+		}
+		pr.state.retries.Add(1)
+		pr.log.Debug("retrying on another server", "proxy", pr.name, "backend", b.name,
+			"failed", tried[len(tried)-1].name, "server", s.name, "error", err)
+	}
+}
+
+func (pr *proxyRT) report(b *backend, s *server, ok bool) {
+	s.report(ok, b.maxFails, b.failTimeout, time.Now())
+	if pr.passive != nil {
+		pr.passive.ReportPassive(s.target, ok)
+	}
+}
+
+// activeBody keeps a request counted as active on its server until the response body is
+// closed.
+type activeBody struct {
+	io.ReadCloser
+	s    *server
+	done atomic.Bool
+}
+
+func (b *activeBody) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.s.active.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+// activeConn is activeBody for an upgraded (WebSocket) connection.
+type activeConn struct {
+	io.ReadWriteCloser
+	s    *server
+	done atomic.Bool
+}
+
+func (c *activeConn) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.s.active.Add(-1)
+	}
+	return c.ReadWriteCloser.Close()
+}
+
+// guardedBody lets a request be retried after a connection failure: it records whether any
+// byte was read, and while none was, the transport's Close (which it does on every error) does
+// not close the client's body. Once reading started, Close passes through, so that net/http
+// does not try to drain a half-read body (a stalled client) after the handler returns.
+type guardedBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.read.Store(true)
+	return g.rc.Read(p)
+}
+
+func (g *guardedBody) Close() error {
+	if g.read.Load() {
+		return g.rc.Close()
+	}
+	return nil
+}
+
+func (g *guardedBody) unread() bool { return g == nil || !g.read.Load() }
+
+// countingBody counts request body bytes and drives the client inactivity deadline.
+type countingBody struct {
+	rc     io.ReadCloser
+	n      atomic.Int64
+	failed atomic.Bool // a read failed (timeout, reset): the connection is done for
+	extend func(eof bool)
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	if c.extend != nil {
+		c.extend(false)
+	}
+	n, err := c.rc.Read(p)
+	c.n.Add(int64(n))
+	switch {
+	case err == io.EOF && c.extend != nil:
+		c.extend(true)
+	case err != nil && err != io.EOF:
+		c.failed.Store(true)
+	}
+	return n, err
+}
+
+func (c *countingBody) Close() error { return c.rc.Close() }
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status        int
+	informational int
+	n             int64
+	extend        func()
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if code < 200 {
+		w.informational = code
+	} else if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.extend != nil {
+		w.extend()
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

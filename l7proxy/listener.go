@@ -1,0 +1,269 @@
+package l7proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenFreebind binds a TCP listener with IP_FREEBIND (IPV6_FREEBIND for IPv6), so an address
+// not (yet) configured on the host, such as a VRRP virtual IP on a backup node, binds at once.
+func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if addr.Addr().Is4() {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set freebind: %w", serr)
+		}
+		return nil
+	}}
+	network := "tcp4"
+	if addr.Addr().Is6() {
+		network = "tcp6"
+	}
+	ln, err := lc.Listen(ctx, network, addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen %v: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// socket is a bound listening socket. It outlives generations: Apply keeps the socket of an
+// address that stays, and each generation's http.Server accepts from it through a
+// frontListener. One goroutine accepts and hands connections over a channel.
+type socket struct {
+	addr  netip.AddrPort
+	ln    net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+func newSocket(addr netip.AddrPort, ln net.Listener, log *slog.Logger) *socket {
+	s := &socket{addr: addr, ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	s.wg.Go(func() { s.acceptLoop(log) })
+	return s
+}
+
+func (s *socket) acceptLoop(log *slog.Logger) {
+	var backoff time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("accept failed", "address", s.addr.String(), "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		select {
+		case s.conns <- c:
+		case <-s.done:
+			c.Close()
+			return
+		}
+	}
+}
+
+// close stops accepting and closes the socket; connections already handed out are unaffected.
+func (s *socket) close() {
+	s.once.Do(func() {
+		close(s.done)
+		s.ln.Close()
+	})
+	s.wg.Wait()
+}
+
+// frontListener is one generation's view of a socket: it applies the listener's options to
+// every connection (limits, PROXY protocol, TLS) and stops (without closing the socket) when the
+// generation is retired.
+type frontListener struct {
+	sock  *socket
+	l     *listenerRT
+	done  chan struct{}
+	once  sync.Once
+	state *proxyState
+}
+
+func (f *frontListener) Accept() (net.Conn, error) {
+	sem := f.l.proxy.connSem
+	if sem != nil {
+		select {
+		case sem <- struct{}{}:
+		case <-f.done:
+			return nil, net.ErrClosed
+		}
+	}
+	var raw net.Conn
+	select {
+	case raw = <-f.sock.conns:
+	case <-f.done:
+		if sem != nil {
+			<-sem
+		}
+		return nil, net.ErrClosed
+	}
+	c := &clientConn{Conn: raw, l: f.l, sem: sem}
+	f.state.activeConns.Add(1)
+	f.state.totalConns.Add(1)
+	if f.l.tls != nil {
+		return tls.Server(c, f.l.tls.cfg), nil
+	}
+	return c, nil
+}
+
+func (f *frontListener) Close() error {
+	f.once.Do(func() { close(f.done) })
+	return nil
+}
+
+func (f *frontListener) Addr() net.Addr { return f.sock.ln.Addr() }
+
+// clientConn is an accepted client connection. With PROXY protocol its first use (Read,
+// RemoteAddr, LocalAddr; in the connection's own goroutine) reads the header under the
+// header timeout; the client address is then the one it names. Connection limits per client
+// address are taken there too.
+type clientConn struct {
+	net.Conn
+	l   *listenerRT
+	sem chan struct{}
+
+	initOnce      sync.Once
+	initErr       error
+	br            *bufio.Reader
+	remote, local net.Addr
+	client        netip.AddrPort // the client per PROXY header, or the peer
+	limited       bool           // holds a per-client connection slot
+	closed        atomic.Bool
+}
+
+func (c *clientConn) init() error {
+	c.initOnce.Do(func() {
+		c.remote, c.local = c.Conn.RemoteAddr(), c.Conn.LocalAddr()
+		c.client = addrPortOf(c.remote)
+		if c.l.opts.ProxyProtocol {
+			if d := c.l.proxy.opts.Timeouts.Header; d > 0 {
+				c.Conn.SetReadDeadline(time.Now().Add(d))
+			}
+			c.br = bufio.NewReaderSize(c.Conn, 512)
+			h, err := readProxyHeader(c.br)
+			c.Conn.SetReadDeadline(time.Time{})
+			if err != nil {
+				c.initErr = err
+				c.l.proxy.state.errors.Add(1)
+				c.l.proxy.log.Debug("PROXY protocol header refused", "proxy", c.l.proxy.name,
+					"listener", c.l.opts.Name, "peer", c.remote.String(), "error", err)
+				return
+			}
+			if !h.Local {
+				c.client = h.Src
+				c.remote = net.TCPAddrFromAddrPort(h.Src)
+				c.local = net.TCPAddrFromAddrPort(h.Dst)
+			}
+		}
+		if rl := c.l.proxy.limiter; rl != nil {
+			if !rl.acquireConn(c.client.Addr()) {
+				c.initErr = errors.New("too many connections from this client")
+				c.l.proxy.state.rateLimited.Add(1)
+				return
+			}
+			c.limited = true
+		}
+	})
+	return c.initErr
+}
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	if err := c.init(); err != nil {
+		return 0, err
+	}
+	if c.br != nil {
+		return c.br.Read(b)
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *clientConn) Write(b []byte) (int, error) {
+	if err := c.init(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *clientConn) RemoteAddr() net.Addr {
+	c.init()
+	return c.remote
+}
+
+func (c *clientConn) LocalAddr() net.Addr {
+	c.init()
+	return c.local
+}
+
+func (c *clientConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.proxy.state.activeConns.Add(-1)
+		if c.sem != nil {
+			<-c.sem
+		}
+		// initOnce has run or never will: a Close racing init is ordered by Once.
+		c.initOnce.Do(func() { c.initErr = net.ErrClosed })
+		if c.limited {
+			c.l.proxy.limiter.releaseConn(c.client.Addr())
+		}
+	}
+	return err
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// connOf finds the clientConn under a connection handed to http.Server.
+func connOf(c net.Conn) *clientConn {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	cc, _ := c.(*clientConn)
+	return cc
+}
