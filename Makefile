@@ -57,10 +57,16 @@ unit:
 	$(GO) test -short ./...
 
 demo: build
+	@if [ "$$(id -u)" = 0 ] && ! command -v ping >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping iproute2; fi
 	bash examples/demo.sh $(BIN)
 
+# bench: side-by-side benchmarks against the reference tools, as root; each prints its report and
+# keeps it under bin/. See each package's doc for the method.
+#   bench/vrrp  client-visible failover outage of a fulcrum pair and a keepalived pair in
+#               namespaces, master crash and drill, 20 runs each (FULCRUM_BENCH_RUNS), a few minutes.
 bench: deps build
-	@echo "benchmarks arrive with the VRRP, IPVS, health and proxy issues (bench/)"
+	FULCRUM_BENCH=1 FULCRUM_BIN=$(CURDIR)/$(BIN) FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-vrrp.txt \
+	    $(GO) test -count=1 -v -timeout 20m -run '^TestVRRPFailover$$' ./bench/vrrp
 
 clean:
 	rm -rf bin
