@@ -92,6 +92,7 @@ type backend struct {
 	sticky      StickyOptions
 	sendProxy   int
 	transport   *http.Transport
+	fast        *h1Client // the fast path of transport; nil with sendProxy
 
 	mu sync.Mutex // guards cw and next
 	cw []int      // smooth weighted round robin current weights, by index of servers

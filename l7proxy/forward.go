@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,17 +35,34 @@ type reqState struct {
 	client netip.AddrPort // the client: peer, or from X-Forwarded-For of a trusted peer
 	tls    bool
 
+	peerStr string // peer.Addr().String()
+
 	sticky    string // server named by a valid sticky cookie
 	server    *server
 	setCookie bool
 	body      *guardedBody
+	fwd       [4]string // backing of the X-Forwarded-* and X-Real-IP header values
+}
+
+// request is everything ServeHTTP allocates per request, in one allocation.
+type request struct {
+	rs   reqState
+	sw   statusWriter
+	body countingBody
 }
 
 type stateKey struct{}
 
+// stateOf finds the request's state: on an HTTP/1 connection (one request at a time) it is
+// held by the connection, else it is a value of the request's context.
 func stateOf(ctx context.Context) *reqState {
-	rs, _ := ctx.Value(stateKey{}).(*reqState)
-	return rs
+	if rs, ok := ctx.Value(stateKey{}).(*reqState); ok {
+		return rs
+	}
+	if cc, _ := ctx.Value(connKey{}).(*clientConn); cc != nil {
+		return cc.cur.Load()
+	}
+	return nil
 }
 
 func newTransport(b *backend, t Timeouts) *http.Transport {
@@ -94,40 +112,50 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.totalReqs.Add(1)
 	st.rate.add(start)
 
-	rs := &reqState{pr: pr, tls: r.TLS != nil}
-	if cc, _ := r.Context().Value(connKey{}).(*clientConn); cc != nil {
-		rs.peer, rs.local = cc.client, addrPortOf(cc.local)
+	req := &request{}
+	rs := &req.rs
+	rs.pr, rs.tls = pr, r.TLS != nil
+	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	if cc != nil {
+		rs.peer, rs.local, rs.peerStr = cc.client, cc.localAP, cc.clientStr
+		if r.ProtoMajor == 1 {
+			// One request at a time on this connection: it holds the state, which saves
+			// ReverseProxy a copy of the request (see forward).
+			cc.cur.Store(rs)
+			defer cc.cur.Store(nil)
+		}
 	} else {
 		rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
 	}
+	if rs.peerStr == "" {
+		rs.peerStr = rs.peer.Addr().String()
+	}
 	rs.client = pr.clientAddr(rs.peer, r.Header)
 
-	sw := &statusWriter{ResponseWriter: w}
-	body := &countingBody{rc: r.Body}
+	sw := &req.sw
+	sw.ResponseWriter = w
+	body := &req.body
+	body.rc = r.Body
 	r.Body = body
-	upgrade := r.Header.Get("Upgrade") != ""
+	upgrade := r.Header["Upgrade"] != nil
 	if to := pr.opts.Timeouts.Client; to > 0 && !upgrade {
 		// Client inactivity: every read of the body and every write of the response pushes
 		// the deadline on; both are lifted when the handler returns (keep-alive idle time is
 		// Timeouts.Idle's).
 		rc := http.NewResponseController(w)
-		body.extend = func(eof bool) {
-			if eof {
-				rc.SetReadDeadline(time.Time{})
-			} else {
-				rc.SetReadDeadline(time.Now().Add(to))
-			}
-		}
-		sw.extend = func() { rc.SetWriteDeadline(time.Now().Add(to)) }
+		body.rctl, body.timeout = rc, to
+		sw.rctl, sw.timeout = rc, to
 		defer func() {
 			if body.failed.Load() {
 				// Leave the expired deadline: net/http would otherwise wait to drain the
 				// rest of a stalled body after the handler.
 				rc.SetReadDeadline(time.Now())
-			} else {
+			} else if body.extended {
 				rc.SetReadDeadline(time.Time{})
 			}
-			rc.SetWriteDeadline(time.Time{})
+			if sw.extended {
+				rc.SetWriteDeadline(time.Time{})
+			}
 		}()
 	}
 
@@ -138,7 +166,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case pr.isStatsPath(r.URL.Path):
 		pr.serveStats(sw, r)
 	default:
-		pr.forward(sw, r, rs)
+		pr.forward(sw, r, req, cc)
 	}
 
 	status := sw.status
@@ -186,7 +214,8 @@ func redirectHTTPS(w http.ResponseWriter, r *http.Request, code int) {
 	w.WriteHeader(code)
 }
 
-func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, rs *reqState) {
+func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, req *request, cc *clientConn) {
+	rs := &req.rs
 	st := pr.state
 	if pr.limiter != nil {
 		if ok, wait := pr.limiter.allow(rs.client.Addr(), time.Now()); !ok {
@@ -210,7 +239,12 @@ func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, rs *reqState)
 		http.Error(w, "503 Service Unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	pr.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, rs)))
+	// The PROXY header dial of http.Transport may outlive the request: it gets the state
+	// from the context.
+	if cc == nil || r.ProtoMajor != 1 || cc.cur.Load() != rs || rs.b.sendProxy != 0 {
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, rs))
+	}
+	pr.rp.ServeHTTP(w, r)
 }
 
 // route picks the backend: the first matching route, else the default backend.
@@ -289,6 +323,27 @@ func (pr *proxyRT) reverseProxy() *httputil.ReverseProxy {
 		ModifyResponse: pr.modifyResponse,
 		ErrorHandler:   pr.errorHandler,
 		ErrorLog:       slog.NewLogLogger(pr.log.Handler(), slog.LevelDebug),
+		BufferPool:     copyBuffers,
+	}
+}
+
+// copyBuffers pools the buffers ReverseProxy copies response bodies with (without a pool it
+// allocates 32KiB per request).
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
 	}
 }
 
@@ -301,12 +356,16 @@ func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
 	out.URL.Host = "backend.invalid" // the round tripper sets the server
 	out.Host = in.Host
 
-	trusted := pr.trusted(rs.peer.Addr())
-	peer := rs.peer.Addr().String()
-	if prior := forwardedFor(in.Header); trusted && len(prior) > 0 {
-		out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
-	} else {
-		out.Header.Set("X-Forwarded-For", peer)
+	trusted := len(pr.opts.TrustedProxies) > 0 && pr.trusted(rs.peer.Addr())
+	peer := rs.peerStr
+	// The four values share one backing array (in the request's state), and
+	// the keys are canonical already: no allocation per header.
+	fwd := &rs.fwd
+	fwd[0] = peer
+	if trusted {
+		if prior := forwardedFor(in.Header); len(prior) > 0 {
+			fwd[0] = strings.Join(prior, ", ") + ", " + peer
+		}
 	}
 	proto := "http"
 	if rs.tls {
@@ -315,13 +374,22 @@ func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
 	if v := in.Header.Get("X-Forwarded-Proto"); trusted && (v == "http" || v == "https") {
 		proto = v
 	}
-	out.Header.Set("X-Forwarded-Proto", proto)
+	fwd[1] = proto
 	fwdHost := in.Host
 	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
 		fwdHost = v
 	}
-	out.Header.Set("X-Forwarded-Host", fwdHost)
-	out.Header.Set("X-Real-IP", rs.client.Addr().String())
+	fwd[2] = fwdHost
+	if rs.client == rs.peer {
+		fwd[3] = peer
+	} else {
+		fwd[3] = rs.client.Addr().String()
+	}
+	h := out.Header
+	h["X-Forwarded-For"] = fwd[0:1:1]
+	h["X-Forwarded-Proto"] = fwd[1:2:2]
+	h["X-Forwarded-Host"] = fwd[2:3:3]
+	h["X-Real-Ip"] = fwd[3:4:4]
 
 	if name := rs.b.sticky.Cookie; name != "" {
 		rs.sticky = stickyServer(in, name, pr.signer, pr.name+"/"+rs.b.name)
@@ -405,7 +473,13 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		s.active.Add(1)
 		s.total.Add(1)
 		s.rate.add(now)
-		resp, err := b.transport.RoundTrip(req)
+		var resp *http.Response
+		var err error
+		if b.fast != nil && eligible(req) {
+			resp, err = b.fast.roundTrip(req, s.target)
+		} else {
+			resp, err = b.transport.RoundTrip(req)
+		}
 		if err == nil {
 			s.statuses.add(resp.StatusCode)
 			pr.report(b, s, resp.StatusCode < 500)
@@ -502,18 +576,22 @@ type countingBody struct {
 	rc     io.ReadCloser
 	n      atomic.Int64
 	failed atomic.Bool // a read failed (timeout, reset): the connection is done for
-	extend func(eof bool)
+	// With a client timeout: every read pushes the read deadline on, EOF lifts it.
+	rctl     *http.ResponseController
+	timeout  time.Duration
+	extended bool
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
-	if c.extend != nil {
-		c.extend(false)
+	if c.rctl != nil {
+		c.extended = true
+		c.rctl.SetReadDeadline(time.Now().Add(c.timeout))
 	}
 	n, err := c.rc.Read(p)
 	c.n.Add(int64(n))
 	switch {
-	case err == io.EOF && c.extend != nil:
-		c.extend(true)
+	case err == io.EOF && c.rctl != nil:
+		c.rctl.SetReadDeadline(time.Time{})
 	case err != nil && err != io.EOF:
 		c.failed.Store(true)
 	}
@@ -528,7 +606,10 @@ type statusWriter struct {
 	status        int
 	informational int
 	n             int64
-	extend        func()
+	// With a client timeout: every write pushes the write deadline on.
+	rctl     *http.ResponseController
+	timeout  time.Duration
+	extended bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -544,8 +625,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.extend != nil {
-		w.extend()
+	if w.rctl != nil {
+		w.extended = true
+		w.rctl.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)

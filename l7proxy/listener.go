@@ -166,8 +166,11 @@ type clientConn struct {
 	initErr       error
 	br            *bufio.Reader
 	remote, local net.Addr
-	client        netip.AddrPort // the client per PROXY header, or the peer
-	limited       bool           // holds a per-client connection slot
+	client        netip.AddrPort           // the client per PROXY header, or the peer
+	clientStr     string                   // client.Addr().String()
+	localAP       netip.AddrPort           // addrPortOf(local)
+	cur           atomic.Pointer[reqState] // the HTTP/1 request being served
+	limited       bool                     // holds a per-client connection slot
 	closed        atomic.Bool
 }
 
@@ -195,6 +198,8 @@ func (c *clientConn) init() error {
 				c.local = net.TCPAddrFromAddrPort(h.Dst)
 			}
 		}
+		c.clientStr = c.client.Addr().String()
+		c.localAP = addrPortOf(c.local)
 		if rl := c.l.proxy.limiter; rl != nil {
 			if !rl.acquireConn(c.client.Addr()) {
 				c.initErr = errors.New("too many connections from this client")

@@ -169,6 +169,9 @@ func (p *Proxy) build(opts Options, old *generation) (*generation, error) {
 			}
 			b.cw = make([]int, len(b.servers))
 			b.transport = newTransport(b, po.Timeouts)
+			if b.sendProxy == 0 {
+				b.fast = newH1Client(po.Timeouts)
+			}
 			pr.backends = append(pr.backends, b)
 			pr.byName[b.name] = b
 		}
@@ -210,6 +213,9 @@ func (g *generation) closeTransports() {
 	for _, pr := range g.proxies {
 		for _, b := range pr.backends {
 			b.transport.CloseIdleConnections()
+			if b.fast != nil {
+				b.fast.closeIdle(true)
+			}
 		}
 	}
 }

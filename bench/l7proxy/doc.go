@@ -1,0 +1,40 @@
+// Package l7bench measures Fulcrum's embedded L7 proxy (package l7proxy) side by side with
+// HAProxy 2.6 and nginx 1.22 from Debian, doing the same work on this machine. Everything lives
+// in its test and in cmd/l7bench (the child process that runs the proxy under test and the
+// backend); this file only documents them.
+//
+// # Running it
+//
+//	make bench                                  # among the other benchmarks
+//	FULCRUM_BENCH=1 go test -v -count=1 -timeout 20m -run '^TestL7Proxy$' ./bench/l7proxy
+//
+// Without FULCRUM_BENCH=1 the test skips with a message. It needs haproxy, nginx, wrk and taskset
+// (Debian packages haproxy, nginx, wrk, util-linux) and two cores; it installs nothing. Knobs:
+//
+//	FULCRUM_BENCH_ROUNDS=3        interleaved rounds
+//	FULCRUM_BENCH_DURATION=5s     wrk duration per run
+//	FULCRUM_BENCH_CONNS=50        wrk connections
+//	FULCRUM_BENCH_PROXIES=fulcrum,haproxy,nginx   a subset, in this order of columns
+//	FULCRUM_BENCH_SCENARIOS=ka,close,tls-ka,tls-close
+//	FULCRUM_BENCH_OUT=path        the report (default bin/bench-l7proxy.txt of the module)
+//	FULCRUM_BENCH_PROFILE=dir     write fulcrum's CPU and allocation profiles there
+//
+// # What it measures
+//
+// One backend (cmd/l7bench backend: a minimal HTTP/1.1 responder, 64-byte body) serves all three
+// proxies. Each proxy listens on 127.0.0.1 (plain and TLS, the same self-signed ECDSA P-256
+// certificate, generated per run), adds X-Forwarded-For/-Proto/-Host and X-Real-IP, keeps
+// connections to the backend alive, and logs nothing. The proxies are pinned to core 0
+// (HAProxy nbthread 1, nginx worker_processes 1, Fulcrum with whatever threads Go starts, all on
+// that core); wrk (one thread) and the backend are pinned to core 1.
+//
+// Scenarios: keep-alive small body ("ka"), a new connection per request ("close", wrk -H
+// "Connection: close"), the same two over TLS ("tls-ka", "tls-close"). Runs are interleaved:
+// every round runs every scenario against every proxy (the proxy order rotates per round). Per
+// run: requests/s and the 50th and 99th percentile latency from wrk --latency, and CPU time per
+// request: the utime+stime delta of the proxy's process tree (all threads; /proc/PID/stat)
+// divided by wrk's request count. The report gives the median over rounds and Fulcrum's ratios
+// to HAProxy and nginx (for CPU per request and latency, lower is better; for requests/s,
+// higher). The load average before the run is printed: the machine is shared, so read the
+// ratios, and rerun when the load was high.
+package l7bench

@@ -1,0 +1,322 @@
+package l7proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// h1Client is the fast path to the servers of one backend: HTTP/1.1 over pooled keep-alive
+// connections, with the request written and the response read in the caller's goroutine. It
+// serves only what it can do simply and exactly as http.Transport would: requests without a
+// body, without Upgrade or Expect, to a backend that sends no PROXY header (see eligible);
+// everything else goes through the backend's http.Transport. http.Transport costs two goroutine
+// hand-offs per request (its read and write loops) and several allocations; this is most of a
+// proxied request's CPU time.
+type h1Client struct {
+	dialer         net.Dialer
+	headerTimeout  time.Duration // ResponseHeaderTimeout
+	maxIdlePerHost int
+	idleTimeout    time.Duration
+
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn // by server address, most recently used last
+	closed bool
+}
+
+type h1Conn struct {
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	client   *h1Client
+	addr     string
+	idleFrom time.Time
+}
+
+func newH1Client(t Timeouts) *h1Client {
+	return &h1Client{
+		dialer:         net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second},
+		headerTimeout:  t.Server,
+		maxIdlePerHost: 256,
+		idleTimeout:    90 * time.Second,
+		idle:           map[string][]*h1Conn{},
+	}
+}
+
+// eligible reports whether req can take the fast path. ReverseProxy has set Upgrade on the
+// outbound request when the client asked for one.
+func eligible(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody || req.ContentLength != 0 || len(req.TransferEncoding) > 0 {
+		return false
+	}
+	h := req.Header
+	return len(req.Trailer) == 0 && h["Upgrade"] == nil && h["Expect"] == nil && req.URL.Scheme == "http"
+}
+
+// get returns an idle connection to addr, or dials one (reused reports which).
+func (hc *h1Client) get(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+	now := time.Now()
+	hc.mu.Lock()
+	for list := hc.idle[addr]; len(list) > 0; list = hc.idle[addr] {
+		c = list[len(list)-1]
+		list[len(list)-1] = nil
+		hc.idle[addr] = list[:len(list)-1]
+		if now.Sub(c.idleFrom) < hc.idleTimeout {
+			hc.mu.Unlock()
+			return c, true, nil
+		}
+		c.c.Close()
+	}
+	hc.mu.Unlock()
+	nc, err := hc.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, &dialError{err}
+	}
+	return &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096), client: hc, addr: addr}, false, nil
+}
+
+// put returns c to the pool, or closes it when the pool is full or closed.
+func (hc *h1Client) put(c *h1Conn) {
+	c.idleFrom = time.Now()
+	hc.mu.Lock()
+	if !hc.closed && len(hc.idle[c.addr]) < hc.maxIdlePerHost {
+		hc.idle[c.addr] = append(hc.idle[c.addr], c)
+		hc.mu.Unlock()
+		return
+	}
+	hc.mu.Unlock()
+	c.c.Close()
+}
+
+// closeIdle closes the idle connections; with final, connections returned later are closed too.
+func (hc *h1Client) closeIdle(final bool) {
+	hc.mu.Lock()
+	idle := hc.idle
+	hc.idle = map[string][]*h1Conn{}
+	hc.closed = hc.closed || final
+	hc.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.c.Close()
+		}
+	}
+}
+
+// idempotent methods may be sent again when a reused connection turns out to be closed.
+func idempotent(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "":
+		return true
+	}
+	return false
+}
+
+// roundTrip sends req (eligible) to addr.
+func (hc *h1Client) roundTrip(req *http.Request, addr string) (*http.Response, error) {
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		c, reused, err := hc.get(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.roundTrip(req, hc.headerTimeout)
+		if err == nil {
+			return resp, nil
+		}
+		c.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A kept-alive connection the server had closed meanwhile: nothing of the response came,
+		// so the request is sent again on another connection, as http.Transport does.
+		if reused && errors.Is(err, errStaleConn) && idempotent(req.Method) && attempt < 2 {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// errStaleConn marks a failure before any byte of the response was read.
+var errStaleConn = errors.New("server closed the connection before responding")
+
+type staleErr struct{ err error }
+
+func (e *staleErr) Error() string        { return errStaleConn.Error() + ": " + e.err.Error() }
+func (e *staleErr) Is(target error) bool { return target == errStaleConn }
+func (e *staleErr) Unwrap() error        { return e.err }
+
+func (c *h1Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	if err := c.writeRequest(req); err != nil {
+		return nil, &staleErr{err}
+	}
+	ctx := req.Context()
+	// The client going away aborts the wait for the response, as with http.Transport.
+	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(aLongTimeAgo) })
+	if headerTimeout > 0 {
+		c.c.SetReadDeadline(time.Now().Add(headerTimeout))
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, err
+		}
+		return nil, &staleErr{err}
+	}
+	var resp *http.Response
+	var err error
+	for {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		// 1xx: hand it to ReverseProxy (which forwards it to the client) and read on.
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err = trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				break
+			}
+		}
+	}
+	aborted := !stop()
+	if headerTimeout > 0 || aborted {
+		c.c.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if aborted {
+		return nil, context.Canceled // the caller closes the connection
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil, errors.New("unexpected 101 Switching Protocols without an upgrade request")
+	}
+	keep := !resp.Close && resp.ProtoAtLeast(1, 1)
+	if resp.Body == http.NoBody {
+		if keep {
+			c.client.put(c)
+		} else {
+			c.c.Close()
+		}
+		return resp, nil
+	}
+	resp.Body = &h1Body{rc: resp.Body, c: c, keep: keep}
+	return resp, nil
+}
+
+// aLongTimeAgo is a deadline in the past: it makes blocked reads return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// writeRequest writes the request head (eligible: no body) like Request.Write does.
+func (c *h1Conn) writeRequest(req *http.Request) error {
+	w := c.bw
+	uri := req.URL.RequestURI()
+	if req.URL.Opaque == "" && req.URL.Path == "" && req.URL.RawQuery == "" {
+		uri = "/"
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	method := req.Method
+	if method == "" {
+		method = "GET"
+	}
+	w.WriteString(method)
+	w.WriteByte(' ')
+	w.WriteString(uri)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(sanitizeValue(host))
+	w.WriteString("\r\n")
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		case "User-Agent":
+			if len(vs) == 0 || vs[0] == "" {
+				continue
+			}
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(sanitizeValue(v))
+			w.WriteString("\r\n")
+		}
+	}
+	switch req.Method {
+	case "POST", "PUT", "PATCH":
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	w.WriteString("\r\n")
+	return w.Flush()
+}
+
+// sanitizeValue replaces line breaks in a header value by spaces, as Header.Write does.
+func sanitizeValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\r' || v[i] == '\n' {
+			b := []byte(v)
+			for j := i; j < len(b); j++ {
+				if b[j] == '\r' || b[j] == '\n' {
+					b[j] = ' '
+				}
+			}
+			return string(b)
+		}
+	}
+	return v
+}
+
+// h1Body returns its connection to the pool when the body was read to the end.
+type h1Body struct {
+	rc   io.ReadCloser
+	c    *h1Conn // nil once released or closed
+	keep bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.done = true
+	}
+	if err == io.EOF && b.c != nil {
+		c := b.c
+		b.c = nil
+		if b.keep {
+			c.client.put(c)
+		} else {
+			c.c.Close()
+		}
+	} else if err != nil && b.c != nil {
+		b.c.c.Close()
+		b.c = nil
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	b.done = true
+	if b.c != nil {
+		// Not read to the end: the connection is in an unknown place of the stream.
+		b.c.c.Close()
+		b.c = nil
+	}
+	return nil
+}
