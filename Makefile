@@ -21,10 +21,13 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # peer in namespaces).
 DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm keepalived
 
+# Reference tools the benchmarks run side by side (make bench only).
+BENCH_PACKAGES := haproxy nginx wrk
+
 # Test timeout per package; generous, only to catch hangs.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test deps check unit demo bench clean
+.PHONY: all build test deps bench-deps install-packages check unit demo bench clean
 
 all: build
 
@@ -33,7 +36,13 @@ build:
 
 # deps installs missing Debian packages (apt-get update once, then apt-get install -y).
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-packages PACKAGES='$(DEB_PACKAGES)'
+
+bench-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES='$(DEB_PACKAGES) $(BENCH_PACKAGES)'
+
+install-packages:
+	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:" $$missing; \
@@ -62,11 +71,17 @@ demo: build
 
 # bench: side-by-side benchmarks against the reference tools, as root; each prints its report and
 # keeps it under bin/. See each package's doc for the method.
-#   bench/vrrp  client-visible failover outage of a fulcrum pair and a keepalived pair in
-#               namespaces, master crash and drill, 20 runs each (FULCRUM_BENCH_RUNS), a few minutes.
-bench: deps build
+#   bench/vrrp     client-visible failover outage of a fulcrum pair and a keepalived pair in
+#                  namespaces, master crash and drill, 20 runs each (FULCRUM_BENCH_RUNS), ~2 min.
+#   bench/ipvs     in the lab guest: 10,000 services x 4 destinations applied by the reconciler vs
+#                  ipvsadm -R, then one weight change (netlink ops and time).
+#   bench/l7proxy  fulcrum's proxy vs HAProxy and nginx pinned to one core, wrk on the other:
+#                  req/s, p50/p99 and CPU per request, 4 scenarios, interleaved rounds, ~4 min.
+bench: bench-deps build
 	FULCRUM_BENCH=1 FULCRUM_BIN=$(CURDIR)/$(BIN) FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-vrrp.txt \
 	    $(GO) test -count=1 -v -timeout 20m -run '^TestVRRPFailover$$' ./bench/vrrp
+	FULCRUM_BENCH=1 $(GO) test -count=1 -v -timeout 30m -run '^TestIPVSApply$$' ./bench/ipvs
+	FULCRUM_BENCH=1 FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-l7proxy.txt $(GO) test -count=1 -v -timeout 20m -run '^TestL7Proxy$$' ./bench/l7proxy
 
 clean:
 	rm -rf bin

@@ -244,9 +244,9 @@ type runningSubsystem struct {
 // Run starts everything (control socket, metrics, subsystems), tells the
 // service manager READY=1 and serves until ctx is cancelled, SIGTERM/SIGINT
 // arrives (nil is returned) or a subsystem fails (its error is returned).
-// SIGHUP reloads. Shutdown is ordered: STOPPING=1, subsystems in reverse
-// start order, then the control socket (its file removed) and metrics. Run
-// may be called once.
+// SIGHUP reloads (the config, then TLS certificates). Shutdown is ordered:
+// STOPPING=1, subsystems in reverse start order, then the control socket
+// (its file removed) and metrics. Run may be called once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.ran.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
@@ -304,6 +304,7 @@ loop:
 			if sig == syscall.SIGHUP {
 				a.log.Info("reload requested by signal", slog.String("signal", sig.String()))
 				a.Reload(ctx)
+				a.reloadCertificates(ctx)
 				continue
 			}
 			a.log.Info("shutting down on signal", slog.String("signal", sig.String()))

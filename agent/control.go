@@ -177,6 +177,12 @@ func (a *Agent) controlHandler(cs *controlServer) http.Handler {
 		"/v1/version":       {http.MethodGet, a.handleVersion},
 		"/v1/vrrp/failover": {http.MethodPost, a.handleFailover},
 	}
+	for path, rt := range a.ipvsRoutes() {
+		routes[path] = rt
+	}
+	for path, rt := range a.proxyRoutes() {
+		routes[path] = rt
+	}
 	allow := a.opts.allowPeer
 	if allow == nil {
 		allow = allowedPeer

@@ -11,16 +11,15 @@ import (
 )
 
 // SupportedFeatures is the set of top-level config features this build
-// implements: vrrp_instance and sync_group. virtual_server and proxy blocks
-// are rejected with "not supported yet" until their issues land, each
-// adding its config.Feature here together with its subsystem. (track_service,
-// which names a virtual_server or proxy, therefore cannot be configured
-// either; the vrrp subsystem refuses it too while no health subsystem
-// serves it.)
+// implements: vrrp_instance, sync_group, virtual_server and proxy. Inside
+// the supported blocks, buildChecks and proxyBuildChecks refuse what this
+// build still lacks (health_check, track_service).
 func SupportedFeatures() map[config.Feature]bool {
 	return map[config.Feature]bool{
-		config.FeatureVRRP:      true,
-		config.FeatureSyncGroup: true,
+		config.FeatureVRRP:          true,
+		config.FeatureSyncGroup:     true,
+		config.FeatureVirtualServer: true,
+		config.FeatureProxy:         true,
 	}
 }
 
@@ -35,7 +34,16 @@ func Validate(path string) *config.Diagnostics {
 // loadConfig is the one place the agent reads a config file. The config is
 // nil whenever the diagnostics hold an error.
 func loadConfig(path string) (*config.Config, *config.Diagnostics) {
-	return config.Load(path, config.Options{Supported: SupportedFeatures()})
+	cfg, diags := config.Load(path, config.Options{Supported: SupportedFeatures()})
+	if cfg != nil {
+		if extra := append(buildChecks(cfg), proxyBuildChecks(cfg)...); len(extra) > 0 {
+			diags.Append(extra...)
+			if diags.HasErrors() {
+				cfg = nil
+			}
+		}
+	}
+	return cfg, diags
 }
 
 // Diagnostic is one problem found in a config file, in the JSON shape of

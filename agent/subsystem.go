@@ -51,23 +51,23 @@ type subsystemFactory struct {
 }
 
 // defaultSubsystems lists the subsystems in start order; they stop in
-// reverse. vrrp is real; later issues replace the other placeholders with
-// the real packages' adapters (ipvs, health, l7proxy).
+// reverse. vrrp, ipvs and l7proxy are real; a later issue replaces the
+// health placeholder with the health package's adapter.
 func defaultSubsystems() []subsystemFactory {
 	return []subsystemFactory{
 		{"vrrp", func(d subsystemDeps) subsystem {
 			return newVRRPSubsystem(d, newNetioFactory(d.Log))
 		}},
-		{"ipvs", func(subsystemDeps) subsystem {
-			return newPlaceholder("ipvs", func(c *config.Config) int { return len(c.VirtualServers) })
+		{"ipvs", func(d subsystemDeps) subsystem {
+			return newIPVSSubsystem(d, ipvsOptions{})
 		}},
 		{"health", func(subsystemDeps) subsystem {
-			// Health checks live inside virtual_server blocks, which this
-			// build rejects; the health issue counts them.
+			// Health checks live inside virtual_server blocks; this build
+			// refuses them (buildChecks). The health issue counts them.
 			return newPlaceholder("health", func(*config.Config) int { return 0 })
 		}},
-		{"l7proxy", func(subsystemDeps) subsystem {
-			return newPlaceholder("l7proxy", func(c *config.Config) int { return len(c.Proxies) })
+		{"l7proxy", func(d subsystemDeps) subsystem {
+			return newProxySubsystem(d)
 		}},
 	}
 }

@@ -201,7 +201,7 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 			d.decodeBody(fb.Body, raws[i])
 			cfg.Proxies = append(cfg.Proxies, d.decodeProxy(fb.header(), raws[i]))
 		}
-		d.validateProxies(cfg.Proxies)
+		d.validateProxies(cfg.Proxies, raws)
 	}
 
 	d.checkInterfaceRefs()

@@ -205,6 +205,15 @@ func (d *Diagnostics) WriteJSON(w io.Writer) error {
 	return nil
 }
 
+// Append adds diagnostics found by the caller's own checks of a decoded
+// Config (the agent refusing what its build does not implement yet, say),
+// keeping file order; they print with source snippets like the decoder's.
+// An appended error makes HasErrors true: the caller must then drop the
+// Config, as Load would have.
+func (d *Diagnostics) Append(more ...*hcl.Diagnostic) {
+	d.diags = sortDiagnostics(append(d.diags, more...))
+}
+
 // Summary returns the first error on one line, "file:line:col: summary", for
 // logs and status output; "" when there is no error. An error without a
 // position (an unreadable file) gives "summary: detail".

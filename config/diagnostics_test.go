@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // threeErrors has three independent mistakes in three blocks.
@@ -213,5 +215,27 @@ sync_group "g" {
 	}
 	if diags.Summary() != "" {
 		t.Errorf("Summary() with warnings only = %q, want empty", diags.Summary())
+	}
+}
+
+// TestAppend: diagnostics of the caller's own checks join the decoder's in
+// file order and print with snippets.
+func TestAppend(t *testing.T) {
+	src := "node \"lb1\" {}\nvirtual_server \"web\" {\n  address = \"203.0.113.10:80\"\n  slow_start = \"1s\"\n}\n"
+	cfg, diags := Parse([]byte(src), "a.hcl", Options{Supported: AllFeatures()})
+	if cfg == nil || diags.HasErrors() {
+		t.Fatalf("%v", diags.Err())
+	}
+	diags.Append(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "later", Subject: cfg.VirtualServers[0].Source.Ptr()},
+		&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "first", Subject: cfg.Node.Source.Ptr()})
+	if !diags.HasErrors() || diags.Summary() != "a.hcl:1:1: first" {
+		t.Fatalf("summary %q", diags.Summary())
+	}
+	var b bytes.Buffer
+	if err := diags.WriteText(&b, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Error: later\n\n  on a.hcl:2:1, in virtual_server \"web\":\n    2 | virtual_server \"web\" {") {
+		t.Fatalf("text:\n%s", b.String())
 	}
 }

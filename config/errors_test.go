@@ -1004,6 +1004,127 @@ proxy "p" {
 			summary: "Invalid key file",
 			at:      "8:21",
 		},
+		{
+			name:  "h2c on a TLS listener",
+			setup: certs,
+			src: `node "n" {}
+proxy "p" {
+  listener "l" {
+    address = "127.0.0.1:8443"
+    h2c     = true
+    tls {
+      certificate "c" {
+        cert_file = "a.pem"
+        key_file  = "a.key"
+      }
+    }
+  }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+}
+`,
+			summary: "Conflicting arguments",
+			at:      "5:5",
+			detail:  "ALPN",
+		},
+		{
+			name: "send_proxy_protocol version 3",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+    send_proxy_protocol = 3
+  }
+}
+`,
+			summary: "send_proxy_protocol out of range",
+			at:      "6:27",
+		},
+		{
+			name: "trusted_proxies with host bits",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  trusted_proxies = ["192.0.2.0/24", "10.1.2.3/8"]
+}
+`,
+			summary: "Invalid prefix",
+			at:      "7:38",
+			detail:  "10.0.0.0/8",
+		},
+		{
+			name: "retries above 16",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  retries = 17
+}
+`,
+			summary: "retries out of range",
+			at:      "7:13",
+		},
+		{
+			name: "rate_limit that limits nothing",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  rate_limit {
+    per = "1s"
+  }
+}
+`,
+			summary: "Missing required argument",
+			at:      "7:3",
+			detail:  "max_connections_per_client",
+		},
+		{
+			name: "sticky_key too short",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  sticky_key = "short"
+}
+`,
+			summary: "sticky_key too short",
+			at:      "7:16",
+			detail:  "not 5",
+		},
+		{
+			name: "two proxies with different sticky keys",
+			src: `node "n" {}
+proxy "p" {
+  listener "l" { address = "127.0.0.1:8080" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  sticky_key = "0123456789abcdef-one"
+}
+proxy "q" {
+  listener "l" { address = "127.0.0.1:8081" }
+  backend "b" {
+    server "s" { address = "127.0.0.1:9000" }
+  }
+  sticky_key = "0123456789abcdef-two"
+}
+`,
+			summary: "Conflicting sticky_key",
+			at:      "14:16",
+			detail:  "7:16",
+		},
 		// ---- functions ----
 		{
 			name: "env() of an unset variable",

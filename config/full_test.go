@@ -24,6 +24,7 @@ func loadFull(t *testing.T, env map[string]string) (*Config, *Diagnostics, strin
 	writeKeyPair(t, dir, "certs/www.pem", "certs/www.key", time.Now().Add(90*24*time.Hour))
 	writeFile(t, dir, "certs/www.ocsp", "\x30\x03\x0a\x01\x00") // a DER OCSPResponse shell
 	writeFile(t, dir, "secrets/stats.pass", "hunter2-stats\n")
+	writeFile(t, dir, "secrets/sticky.key", "sticky-0123456789-abcdef\n")
 	cfg, diags := load(filepath.Join(dir, "node.hcl"), all(), testSystem(env))
 	return cfg, diags, dir
 }
@@ -158,6 +159,8 @@ func TestFullConfig(t *testing.T) {
 	check("mail.Address", mail.Address.IsValid(), false)
 	check("mail.Protocol", mail.Protocol, Protocol(""))
 	check("mail.Scheduler", mail.Scheduler, SchedMaglevHash)
+	check("mail.RemoveOnShutdown", mail.RemoveOnShutdown, true)
+	check("web.RemoveOnShutdown (default)", vs.RemoveOnShutdown, false)
 	check("mail.Persistence", *mail.Persistence, Persistence{Timeout: time.Minute, PrefixLength: 24})
 	check("mail.RealServers[0].Address", mail.RealServers[0].Address, ap("192.0.2.25:0"))
 	check("mail.RealServers[0].Forwarding", mail.RealServers[0].Forwarding, ForwardTunnel)
@@ -197,7 +200,7 @@ func TestFullConfig(t *testing.T) {
 	check("static.FailTimeout (default)", static.FailTimeout, 10*time.Second)
 	check("www.DefaultBackend", p.DefaultBackend, "app")
 	check("www.Routes", [3]string{p.Routes[0].Host, p.Routes[0].PathPrefix, p.Routes[0].Backend}, [3]string{"static.example.com", "/assets/", "static"})
-	check("www.RateLimit", *p.RateLimit, RateLimit{Requests: 50, Per: 10 * time.Second})
+	check("www.RateLimit", *p.RateLimit, RateLimit{Requests: 50, Per: 10 * time.Second, MaxConnectionsPerClient: 20, MaxClients: 50000})
 	check("www.MaxConnections", p.MaxConnections, 10000)
 	check("www.Timeouts", p.Timeouts, Timeouts{Connect: 3 * time.Second, Client: 30 * time.Second, Server: 30 * time.Second, Idle: 2 * time.Minute, Header: 5 * time.Second})
 	check("www.MaxBodySize", p.MaxBodySize, int64(10<<20))
@@ -207,6 +210,15 @@ func TestFullConfig(t *testing.T) {
 	check("www.Stats.Password (file, trimmed)", p.Stats.Password.Reveal(), "hunter2-stats")
 	check("www.Stats.Refresh", p.Stats.Refresh, 5*time.Second)
 	check("www.Headers", p.Headers, Headers{Set: map[string]string{"X-Forwarded-Proto": "https"}, Delete: []string{"Server"}})
+	check("www.ResponseHeaders", p.ResponseHeaders, Headers{Set: map[string]string{"Strict-Transport-Security": "max-age=31536000"}, Delete: []string{"X-Powered-By"}})
+	check("www.TrustedProxies", p.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::5/128")})
+	check("www.Retries", p.Retries, 3)
+	check("www.AccessLog", p.AccessLog, true)
+	check("www.StickyKey (file, trimmed)", p.StickyKey.Reveal(), "sticky-0123456789-abcdef")
+	check("www.http.H2C", p.Listeners[0].H2C, true)
+	check("www.https.H2C (default)", l.H2C, false)
+	check("app.SendProxyProtocol", app.SendProxyProtocol, 2)
+	check("static.SendProxyProtocol (default)", static.SendProxyProtocol, 0)
 }
 
 func TestFullConfigEnv(t *testing.T) {

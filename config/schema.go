@@ -167,16 +167,17 @@ type syncGroupBlock struct {
 // ---- IPVS ------------------------------------------------------------------
 
 type virtualServerBlock struct {
-	Address        *hcl.Attribute `hcl:"address,optional"`
-	FWMark         *hcl.Attribute `hcl:"fwmark,optional"`
-	Family         *hcl.Attribute `hcl:"family,optional"`
-	Protocol       *hcl.Attribute `hcl:"protocol,optional"`
-	Scheduler      *hcl.Attribute `hcl:"scheduler,optional"`
-	SchedulerFlags *hcl.Attribute `hcl:"scheduler_flags,optional"`
-	Forwarding     *hcl.Attribute `hcl:"forwarding,optional"`
-	SorryServer    *hcl.Attribute `hcl:"sorry_server,optional"`
-	OnFailure      *hcl.Attribute `hcl:"on_failure,optional"`
-	SlowStart      *hcl.Attribute `hcl:"slow_start,optional"`
+	Address          *hcl.Attribute `hcl:"address,optional"`
+	FWMark           *hcl.Attribute `hcl:"fwmark,optional"`
+	Family           *hcl.Attribute `hcl:"family,optional"`
+	Protocol         *hcl.Attribute `hcl:"protocol,optional"`
+	Scheduler        *hcl.Attribute `hcl:"scheduler,optional"`
+	SchedulerFlags   *hcl.Attribute `hcl:"scheduler_flags,optional"`
+	Forwarding       *hcl.Attribute `hcl:"forwarding,optional"`
+	SorryServer      *hcl.Attribute `hcl:"sorry_server,optional"`
+	OnFailure        *hcl.Attribute `hcl:"on_failure,optional"`
+	SlowStart        *hcl.Attribute `hcl:"slow_start,optional"`
+	RemoveOnShutdown *hcl.Attribute `hcl:"remove_on_shutdown,optional"`
 
 	Persistence  *persistenceBlock  `hcl:"persistence,block"`
 	Quorum       *quorumBlock       `hcl:"quorum,block"`
@@ -253,14 +254,19 @@ type proxyBlock struct {
 	MaxConnections *hcl.Attribute `hcl:"max_connections,optional"`
 	MaxBodySize    *hcl.Attribute `hcl:"max_body_size,optional"`
 	MaxHeaderSize  *hcl.Attribute `hcl:"max_header_size,optional"`
+	TrustedProxies *hcl.Attribute `hcl:"trusted_proxies,optional"`
+	Retries        *hcl.Attribute `hcl:"retries,optional"`
+	AccessLog      *hcl.Attribute `hcl:"access_log,optional"`
+	StickyKey      *hcl.Attribute `hcl:"sticky_key,optional"`
 
-	Listeners []listenerBlock `hcl:"listener,block"`
-	Backends  []backendBlock  `hcl:"backend,block"`
-	Routes    []routeBlock    `hcl:"route,block"`
-	RateLimit *rateLimitBlock `hcl:"rate_limit,block"`
-	Timeouts  *timeoutsBlock  `hcl:"timeouts,block"`
-	Stats     *statsBlock     `hcl:"stats,block"`
-	Headers   *headersBlock   `hcl:"headers,block"`
+	Listeners       []listenerBlock `hcl:"listener,block"`
+	Backends        []backendBlock  `hcl:"backend,block"`
+	Routes          []routeBlock    `hcl:"route,block"`
+	RateLimit       *rateLimitBlock `hcl:"rate_limit,block"`
+	Timeouts        *timeoutsBlock  `hcl:"timeouts,block"`
+	Stats           *statsBlock     `hcl:"stats,block"`
+	Headers         *headersBlock   `hcl:"headers,block"`
+	ResponseHeaders *headersBlock   `hcl:"response_headers,block"`
 }
 
 type listenerBlock struct {
@@ -271,6 +277,7 @@ type listenerBlock struct {
 	Address       *hcl.Attribute `hcl:"address,optional"`
 	RedirectHTTPS *hcl.Attribute `hcl:"redirect_https,optional"`
 	ProxyProtocol *hcl.Attribute `hcl:"proxy_protocol,optional"`
+	H2C           *hcl.Attribute `hcl:"h2c,optional"`
 	TLS           *tlsBlock      `hcl:"tls,block"`
 }
 
@@ -295,9 +302,10 @@ type backendBlock struct {
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`
 
-	Balance     *hcl.Attribute `hcl:"balance,optional"`
-	MaxFails    *hcl.Attribute `hcl:"max_fails,optional"`
-	FailTimeout *hcl.Attribute `hcl:"fail_timeout,optional"`
+	Balance           *hcl.Attribute `hcl:"balance,optional"`
+	MaxFails          *hcl.Attribute `hcl:"max_fails,optional"`
+	FailTimeout       *hcl.Attribute `hcl:"fail_timeout,optional"`
+	SendProxyProtocol *hcl.Attribute `hcl:"send_proxy_protocol,optional"`
 
 	Servers      []serverBlock      `hcl:"server,block"`
 	HealthChecks []healthCheckBlock `hcl:"health_check,block"`
@@ -327,9 +335,11 @@ type routeBlock struct {
 }
 
 type rateLimitBlock struct {
-	DefRange hcl.Range      `hcl:",def_range"`
-	Requests *hcl.Attribute `hcl:"requests,optional"`
-	Per      *hcl.Attribute `hcl:"per,optional"`
+	DefRange                hcl.Range      `hcl:",def_range"`
+	Requests                *hcl.Attribute `hcl:"requests,optional"`
+	Per                     *hcl.Attribute `hcl:"per,optional"`
+	MaxConnectionsPerClient *hcl.Attribute `hcl:"max_connections_per_client,optional"`
+	MaxClients              *hcl.Attribute `hcl:"max_clients,optional"`
 }
 
 type timeoutsBlock struct {

@@ -63,5 +63,5 @@ func (Secret) LogValue() slog.Value { return slog.StringValue(Redacted) }
 // sensitiveAttributes are attribute names whose values are masked in the
 // source snippets of diagnostics, wherever they appear in the file.
 func isSensitiveAttribute(name string) bool {
-	return name == "password"
+	return name == "password" || name == "sticky_key"
 }

@@ -42,8 +42,9 @@ func TestConfigFormattingRedactsPasswords(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("%s", dump(diags.All()))
 	}
-	secrets := []string{"s3cret", "hunter2-stats"}
-	if cfg.VRRPInstances[2].Authentication.Password.Reveal() != secrets[0] || cfg.Proxies[0].Stats.Password.Reveal() != secrets[1] {
+	secrets := []string{"s3cret", "hunter2-stats", "sticky-0123456789-abcdef"}
+	if cfg.VRRPInstances[2].Authentication.Password.Reveal() != secrets[0] || cfg.Proxies[0].Stats.Password.Reveal() != secrets[1] ||
+		cfg.Proxies[0].StickyKey.Reveal() != secrets[2] {
 		t.Fatal("the fixture's passwords changed; update this test")
 	}
 	var outs []string

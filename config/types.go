@@ -328,6 +328,9 @@ type VirtualServer struct {
 	SorryServer netip.AddrPort
 	OnFailure   FailureAction
 	SlowStart   time.Duration
+	// RemoveOnShutdown deletes the service from the kernel when the agent
+	// stops; by default it stays, so traffic keeps flowing across a restart.
+	RemoveOnShutdown bool
 
 	RealServers  []RealServer
 	HealthChecks []HealthCheck
@@ -477,6 +480,21 @@ type Proxy struct {
 	// Stats is nil when the stats page is off.
 	Stats   *Stats
 	Headers Headers
+	// ResponseHeaders edits responses sent to clients.
+	ResponseHeaders Headers
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Proto are kept; from anyone else they are replaced.
+	// Prefixes are masked (no host bits).
+	TrustedProxies []netip.Prefix
+	// Retries is how many other servers a request is retried on after a
+	// connection failure; 0 means no retry.
+	Retries int
+	// AccessLog logs one record per request to the agent's log.
+	AccessLog bool
+	// StickyKey signs sticky cookies. It is one key per node: every proxy
+	// that sets it sets the same value. Unset means a random key per
+	// agent start.
+	StickyKey Secret
 }
 
 // Listener is one address a proxy accepts connections on.
@@ -489,7 +507,10 @@ type Listener struct {
 	// to https sent for every request; 0 means no redirect.
 	RedirectHTTPS int
 	ProxyProtocol bool
-	Source        hcl.Range
+	// H2C accepts HTTP/2 with prior knowledge (cleartext); plain
+	// listeners only.
+	H2C    bool
+	Source hcl.Range
 }
 
 // ListenerTLS terminates TLS on a listener.
@@ -529,7 +550,10 @@ type Backend struct {
 	Sticky      *Sticky
 	MaxFails    int
 	FailTimeout time.Duration
-	Source      hcl.Range
+	// SendProxyProtocol is the PROXY protocol version (1 or 2) sent to the
+	// servers on every connection; 0 sends none.
+	SendProxyProtocol int
+	Source            hcl.Range
 }
 
 // BackendServer is one server of a proxy backend.
@@ -555,10 +579,17 @@ type Route struct {
 	Source     hcl.Range
 }
 
-// RateLimit limits requests per client address.
+// RateLimit limits requests and connections per client address.
 type RateLimit struct {
+	// Requests per Per; 0 means requests are not limited (only
+	// connections are).
 	Requests int
 	Per      time.Duration
+	// MaxConnectionsPerClient limits concurrent connections per client
+	// address; 0 means no limit.
+	MaxConnectionsPerClient int
+	// MaxClients bounds the number of client addresses tracked.
+	MaxClients int
 }
 
 // Timeouts of a proxy.
@@ -578,7 +609,8 @@ type Stats struct {
 	Refresh  time.Duration
 }
 
-// Headers edits request headers sent to backends.
+// Headers edits the headers of requests sent to backends (Proxy.Headers) or
+// of responses sent to clients (Proxy.ResponseHeaders).
 type Headers struct {
 	Set    map[string]string
 	Delete []string

@@ -64,6 +64,7 @@ func (d *decoder) decodeVirtualServer(h header, b *virtualServerBlock) VirtualSe
 		vs.OnFailure = FailureAction(v)
 	}
 	vs.SlowStart, _ = d.durationOr(b.SlowStart, 0, time.Hour, 0)
+	vs.RemoveOnShutdown = d.boolean(b.RemoveOnShutdown, false)
 
 	vs.RealServers = d.decodeRealServers(&vs, b.RealServers)
 	if len(b.RealServers) == 0 {

@@ -19,23 +19,29 @@ import (
 // Proxy defaults (nginx's for passive checks, Go's net/http for the header
 // size limit).
 const (
-	defaultBalance         = BalanceRoundRobin
-	defaultServerWeight    = 1
-	maxServerWeight        = 256 // HAProxy's limit
-	defaultMaxFails        = 1
-	defaultFailTimeout     = 10 * time.Second
-	defaultConnectTimeout  = 5 * time.Second
-	defaultClientTimeout   = 30 * time.Second
-	defaultServerTimeout   = 30 * time.Second
-	defaultIdleTimeout     = 60 * time.Second
-	defaultHeaderTimeout   = 10 * time.Second
-	defaultMaxHeaderSize   = 1 << 20
-	defaultStatsPath       = "/stats"
-	defaultRateLimitPer    = time.Second
-	defaultRedirectCode    = 308
-	defaultTLSMinVersion   = tls.VersionTLS12
-	maxProxyTimeout        = 24 * time.Hour
-	maxProxyMaxConnections = 1 << 24
+	defaultBalance          = BalanceRoundRobin
+	defaultServerWeight     = 1
+	maxServerWeight         = 256 // HAProxy's limit
+	defaultMaxFails         = 1
+	defaultFailTimeout      = 10 * time.Second
+	defaultConnectTimeout   = 5 * time.Second
+	defaultClientTimeout    = 30 * time.Second
+	defaultServerTimeout    = 30 * time.Second
+	defaultIdleTimeout      = 60 * time.Second
+	defaultHeaderTimeout    = 10 * time.Second
+	defaultMaxHeaderSize    = 1 << 20
+	defaultStatsPath        = "/stats"
+	defaultRateLimitPer     = time.Second
+	defaultRedirectCode     = 308
+	defaultTLSMinVersion    = tls.VersionTLS12
+	maxProxyTimeout         = 24 * time.Hour
+	maxProxyMaxConnections  = 1 << 24
+	defaultProxyRetries     = 2
+	maxProxyRetries         = 16
+	defaultRateLimitClients = 100000
+	maxRateLimitClients     = 10000000
+	maxConnectionsPerClient = 1 << 20
+	minStickyKeyLen         = 16
 )
 
 func defaultTimeouts() Timeouts {
@@ -126,12 +132,7 @@ func (d *decoder) decodeProxy(h header, b *proxyBlock) Proxy {
 	}
 
 	if rl := b.RateLimit; rl != nil {
-		p.RateLimit = &RateLimit{Per: defaultRateLimitPer}
-		if d.require(rl.Requests, "requests", "rate_limit", rl.DefRange) {
-			n, _ := d.intOr(rl.Requests, 1, math.MaxInt32, 0, "")
-			p.RateLimit.Requests = int(n)
-		}
-		p.RateLimit.Per, _ = d.durationOr(rl.Per, time.Millisecond, 24*time.Hour, defaultRateLimitPer)
+		p.RateLimit = d.decodeRateLimit(rl)
 	}
 	mc, _ := d.intOr(b.MaxConnections, 0, maxProxyMaxConnections, 0, "")
 	p.MaxConnections = int(mc)
@@ -153,7 +154,61 @@ func (d *decoder) decodeProxy(h header, b *proxyBlock) Proxy {
 	if hb := b.Headers; hb != nil {
 		p.Headers = d.decodeHeaders(hb)
 	}
+	if hb := b.ResponseHeaders; hb != nil {
+		p.ResponseHeaders = d.decodeHeaders(hb)
+	}
+	p.TrustedProxies = d.trustedProxies(b.TrustedProxies)
+	retries, _ := d.intOr(b.Retries, 0, maxProxyRetries, defaultProxyRetries, "")
+	p.Retries = int(retries)
+	p.AccessLog = d.boolean(b.AccessLog, false)
+	if k, st := d.nonEmptyStr(b.StickyKey); st == valid {
+		if len(k) < minStickyKeyLen {
+			// The detail gives the length only, never the value.
+			d.errorf(b.StickyKey.Expr.Range(), "sticky_key too short", "sticky_key must be at least %d bytes (it is an HMAC-SHA256 key), not %d; generate one with `head -c 32 /dev/urandom | base64`.", minStickyKeyLen, len(k))
+		} else {
+			p.StickyKey = NewSecret(k)
+		}
+	}
 	return p
+}
+
+// decodeRateLimit decodes a rate_limit block: a request rate, a limit of
+// concurrent connections per client, or both.
+func (d *decoder) decodeRateLimit(rl *rateLimitBlock) *RateLimit {
+	r := &RateLimit{Per: defaultRateLimitPer, MaxClients: defaultRateLimitClients}
+	n, _ := d.intOr(rl.Requests, 1, math.MaxInt32, 0, "")
+	r.Requests = int(n)
+	r.Per, _ = d.durationOr(rl.Per, time.Millisecond, 24*time.Hour, defaultRateLimitPer)
+	mc, _ := d.intOr(rl.MaxConnectionsPerClient, 0, maxConnectionsPerClient, 0, "")
+	r.MaxConnectionsPerClient = int(mc)
+	clients, _ := d.intOr(rl.MaxClients, 1, maxRateLimitClients, defaultRateLimitClients, "")
+	r.MaxClients = int(clients)
+	if rl.Requests == nil && rl.MaxConnectionsPerClient == nil {
+		d.errorf(rl.DefRange, "Missing required argument", "A rate_limit block needs requests (a request rate), max_connections_per_client, or both.")
+	}
+	return r
+}
+
+// trustedProxies decodes trusted_proxies: addresses ("192.0.2.5", meaning
+// /32 or /128) and networks ("10.0.0.0/8") without host bits.
+func (d *decoder) trustedProxies(a *hcl.Attribute) []netip.Prefix {
+	ss, rngs, st := d.strList(a)
+	if st != valid {
+		return nil
+	}
+	var out []netip.Prefix
+	for i, s := range ss {
+		pf, err := parseVIP(s)
+		switch {
+		case err != nil:
+			d.errorf(rngs[i], "Invalid prefix", "Invalid element of trusted_proxies: %s.", err)
+		case pf.Masked() != pf:
+			d.errorf(rngs[i], "Invalid prefix", "%s has host bits set; write the network, %s, or the single address.", s, pf.Masked())
+		default:
+			out = append(out, pf)
+		}
+	}
+	return out
 }
 
 // checkRouteHost accepts a host name or a wildcard "*.example.com".
@@ -167,7 +222,7 @@ func checkRouteHost(s string) error {
 
 func (d *decoder) decodeListener(b *listenerBlock, names *uniqueIn) (Listener, bool) {
 	ok := names.add(b.Name, b.NameRange)
-	l := Listener{Name: b.Name, Source: b.DefRange, ProxyProtocol: d.boolean(b.ProxyProtocol, false)}
+	l := Listener{Name: b.Name, Source: b.DefRange, ProxyProtocol: d.boolean(b.ProxyProtocol, false), H2C: d.boolean(b.H2C, false)}
 	if d.require(b.Address, "address", "listener", b.DefRange) {
 		ap, st := d.addrPort(b.Address, false)
 		switch {
@@ -192,6 +247,9 @@ func (d *decoder) decodeListener(b *listenerBlock, names *uniqueIn) (Listener, b
 			ok = false
 		} else if l.RedirectHTTPS != 0 {
 			d.errorf(b.RedirectHTTPS.NameRange, "Conflicting arguments", "redirect_https on a TLS listener would redirect https to itself; use it on the plain HTTP listener.")
+			ok = false
+		} else if l.H2C {
+			d.errorf(b.H2C.NameRange, "Conflicting arguments", "h2c is HTTP/2 over plain TCP (prior knowledge); a TLS listener offers HTTP/2 through ALPN already.")
 			ok = false
 		}
 	}
@@ -434,6 +492,8 @@ func (d *decoder) decodeBackend(b *backendBlock, names *uniqueIn) (Backend, bool
 	mf, _ := d.intOr(b.MaxFails, 0, 1000, defaultMaxFails, "")
 	be.MaxFails = int(mf)
 	be.FailTimeout, _ = d.durationOr(b.FailTimeout, 0, 24*time.Hour, defaultFailTimeout)
+	sp, _ := d.intOr(b.SendProxyProtocol, 0, 2, 0, "")
+	be.SendProxyProtocol = int(sp)
 	if be.MaxFails > 0 && be.FailTimeout == 0 {
 		d.errorf(b.FailTimeout.Expr.Range(), "fail_timeout out of range", "fail_timeout must be more than 0 while max_fails is %d: it is both the window failures are counted in and how long the server is then skipped.", be.MaxFails)
 	}
@@ -522,8 +582,23 @@ func (d *decoder) decodeHeaders(b *headersBlock) Headers {
 }
 
 // validateProxies checks what spans proxies: no two listeners bind the
-// same address.
-func (d *decoder) validateProxies(ps []Proxy) {
+// same address, and sticky_key, which is one key per node, has one value.
+func (d *decoder) validateProxies(ps []Proxy, raws []*proxyBlock) {
+	var key Secret
+	var keyAt hcl.Range
+	for i, p := range ps {
+		if !p.StickyKey.IsSet() {
+			continue
+		}
+		if !key.IsSet() {
+			key, keyAt = p.StickyKey, raws[i].StickyKey.Expr.Range()
+			continue
+		}
+		if p.StickyKey.Reveal() != key.Reveal() {
+			d.errorf(raws[i].StickyKey.Expr.Range(), "Conflicting sticky_key",
+				"One key signs the sticky cookies of every proxy of the node; this sticky_key differs from the one at %s. Set the same value in each proxy, or in one only.", pos(keyAt))
+		}
+	}
 	type bound struct {
 		proxy string
 		l     Listener

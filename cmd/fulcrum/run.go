@@ -34,6 +34,16 @@ Commands:
            VRRP failover drill: a master hands over (stays backup for -hold),
            a backup takes over (advertises 254 for -hold); with -wait, report
            the measured gaps and exit 1 if the handover was not seen
+  drain    VIRTUAL_SERVER REAL_SERVER [-socket PATH]
+           IPVS: weight 0 for a real server (no new connections, established
+           ones continue); lasts across reloads and restarts until enable
+  enable   VIRTUAL_SERVER REAL_SERVER [-socket PATH]
+           IPVS: clear a drain, the real server gets its configured weight back
+  ipvs     resync [-socket PATH]
+           IPVS: dump the kernel now and correct any drift
+  proxy    disable|enable PROXY BACKEND SERVER [-socket PATH]
+           L7 proxy: take a server out of rotation (requests in flight
+           finish; lasts across reloads) or put it back
   version  print version information
   help     print this help
 
@@ -50,6 +60,10 @@ var commands = map[string]command{
 	"reload":   runReload,
 	"events":   runEvents,
 	"failover": runFailover,
+	"drain":    runDrain,
+	"enable":   runEnable,
+	"ipvs":     runIPVS,
+	"proxy":    runProxy,
 	"version":  runVersion,
 }
 

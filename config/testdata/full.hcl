@@ -194,6 +194,8 @@ virtual_server "mail" {
     netmask = 24
   }
 
+  remove_on_shutdown = true
+
   real_server "mx1" {
     address    = "192.0.2.25"
     forwarding = "tunnel"
@@ -228,6 +230,7 @@ proxy "www" {
     address        = "203.0.113.10:8080"
     redirect_https = "301"
     proxy_protocol = false
+    h2c            = true
   }
 
   listener "https" {
@@ -246,9 +249,10 @@ proxy "www" {
   }
 
   backend "app" {
-    balance      = "leastconn"
-    max_fails    = 3
-    fail_timeout = "30s"
+    balance             = "leastconn"
+    max_fails           = 3
+    fail_timeout        = "30s"
+    send_proxy_protocol = 2
 
     server "app1" {
       address = "192.0.2.11:8080"
@@ -289,8 +293,10 @@ proxy "www" {
   }
 
   rate_limit {
-    requests = 50
-    per      = "10s"
+    requests                   = 50
+    per                        = "10s"
+    max_connections_per_client = 20
+    max_clients                = 50000
   }
 
   max_connections = 10000
@@ -317,4 +323,14 @@ proxy "www" {
     set    = { "X-Forwarded-Proto" = "https" }
     delete = ["Server"]
   }
+
+  response_headers {
+    set    = { "Strict-Transport-Security" = "max-age=31536000" }
+    delete = ["X-Powered-By"]
+  }
+
+  trusted_proxies = ["198.51.100.0/24", "2001:db8::5"]
+  retries         = 3
+  access_log      = true
+  sticky_key      = trimspace(file("secrets/sticky.key"))
 }
