@@ -18,8 +18,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests use: iproute2 (namespaces, witnesses), systemd (journald and
 # journalctl), qemu + busybox-static + kmod + xz-utils (the kernel lab for IPVS), ipvsadm (an
 # independent reading of kernel IPVS state inside the lab guest), keepalived (the reference VRRP
-# peer in namespaces).
-DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm keepalived
+# peer in namespaces), chromium (the stats page in a real browser).
+DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm keepalived chromium
 
 # Reference tools the benchmarks run side by side (make bench only).
 BENCH_PACKAGES := haproxy nginx wrk
