@@ -107,8 +107,8 @@ func TestReloadBadConfigKeepsOld(t *testing.T) {
 
 func TestReloadRejectsUnsupportedFeature(t *testing.T) {
 	ta := startAgent(t, testConfig{})
-	proxyHC := "proxy \"www\" {\n  listener \"l\" { address = \"127.0.0.1:1\" }\n  backend \"b\" {\n    server \"s\" { address = \"127.0.0.1:9\" }\n    health_check \"tcp\" {}\n  }\n}\n"
-	for _, block := range []string{proxyHC, "virtual_server \"web\" {\n  address = \"203.0.113.10:80\"\n  health_check \"tcp\" {}\n}\n"} {
+	proxyHC := "proxy \"www\" {\n  listener \"l\" { address = \"127.0.0.1:1\" }\n  backend \"b\" {\n    server \"s\" { address = \"127.0.0.1:9\" }\n    health_check \"exec\" {\n      command = [\"/bin/true\"]\n      dynamic_weight = true\n    }\n  }\n}\n"
+	for _, block := range []string{proxyHC, "virtual_server \"web\" {\n  address = \"203.0.113.10:80\"\n  health_check \"exec\" {\n    command = [\"/bin/true\"]\n    dynamic_weight = true\n  }\n}\n"} {
 		ta.rewrite(t, testConfig{extra: block})
 		res := ta.Reload(context.Background())
 		if res.OK || !strings.Contains(res.Error, "not supported yet") {

@@ -13,7 +13,7 @@ import (
 // SupportedFeatures is the set of top-level config features this build
 // implements: vrrp_instance, sync_group, virtual_server and proxy. Inside
 // the supported blocks, buildChecks and proxyBuildChecks refuse what this
-// build still lacks (health_check, track_service).
+// build still lacks (dynamic_weight of exec health checks).
 func SupportedFeatures() map[config.Feature]bool {
 	return map[config.Feature]bool{
 		config.FeatureVRRP:          true,

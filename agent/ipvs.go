@@ -98,6 +98,11 @@ type ipvsSubsystem struct {
 	// names maps kernel keys to config names; read by the reconciler's
 	// event callback, which may run while opMu is held.
 	names atomic.Pointer[ipvsNames]
+
+	// health is what the health subsystem said of each real server
+	// (health_ipvs.go); absent means healthy. Guarded by healthMu.
+	healthMu sync.Mutex
+	health   map[ipvsHealthKey]bool
 }
 
 // ipvsNames relate the desired services to the config's names.
@@ -345,6 +350,9 @@ func (s *ipvsSubsystem) Apply(ctx context.Context, cfg *config.Config) error {
 	start := time.Now()
 	err = rec.Apply(ctx, d)
 	s.publishChanges(before, ipvsSnapshotOf(rec), "apply")
+	if err == nil || !(errors.Is(err, ipvs.ErrInvalid) || errors.Is(err, ipvs.ErrClosed)) {
+		s.replayHealthLocked(rec)
+	}
 	switch {
 	case errors.Is(err, ipvs.ErrInvalid), errors.Is(err, ipvs.ErrClosed):
 		// Refused before any kernel operation: the previous state stays.

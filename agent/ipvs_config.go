@@ -12,34 +12,28 @@ import (
 // validate`, the agent's start and a reload all report it with a source
 // snippet; nothing is ignored silently.
 //
-//   - health_check in a virtual_server: the health subsystem is not wired
-//     yet, and running the service with every real server counted healthy
-//     regardless of its checks would pretend.
-//   - track_service: VRRP cannot follow a virtual server's health yet.
+//   - dynamic_weight in an exec health_check of a virtual_server: the
+//     check runs, but nothing moves IPVS weights by its output yet.
 func buildChecks(cfg *config.Config) hcl.Diagnostics {
 	var out hcl.Diagnostics
 	for _, vs := range cfg.VirtualServers {
 		for _, hc := range vs.HealthChecks {
-			out = append(out, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "health_check is not supported yet",
-				Detail: "This build programs virtual_server \"" + vs.Name + "\" into IPVS but does not run health checks yet, " +
-					"so its real servers would count as healthy whatever this " + string(hc.Type) + " check says. " +
-					"Remove the health_check block (every real server is then used), or use a build with health checks.",
-				Subject: hc.Source.Ptr(),
-			})
-		}
-	}
-	for _, in := range cfg.VRRPInstances {
-		for _, t := range in.TrackServices {
-			out = append(out, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "track_service is not supported yet",
-				Detail: "This build cannot feed the health of " + string(t.Kind) + " \"" + t.Name + "\" to vrrp_instance \"" + in.Name + "\" yet. " +
-					"Remove the track_service block, or track the service another way (track_process, track_file).",
-				Subject: t.Source.Ptr(),
-			})
+			if hc.Exec != nil && hc.Exec.DynamicWeight {
+				out = append(out, dynamicWeightRefusal("virtual_server \""+vs.Name+"\"", hc))
+			}
 		}
 	}
 	return out
+}
+
+// dynamicWeightRefusal is the diagnostic of an exec check with
+// dynamic_weight.
+func dynamicWeightRefusal(where string, hc config.HealthCheck) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "dynamic_weight is not supported yet",
+		Detail: "This build runs the exec health_check of " + where + " as an up/down check only: " +
+			"the weight its program prints would not move anything. Remove dynamic_weight, or use a build that supports it.",
+		Subject: hc.Source.Ptr(),
+	}
 }

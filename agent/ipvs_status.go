@@ -52,7 +52,7 @@ type IPVSDestinationStatus struct {
 	Forwarding      string `json:"forwarding"`
 	Weight          int    `json:"weight"`
 	EffectiveWeight int    `json:"effective_weight"`
-	// Healthy is always true until health checks are wired.
+	// Healthy is what the health subsystem says (true without checks).
 	Healthy   bool `json:"healthy"`
 	Drained   bool `json:"drained"` // operator override (fulcrum drain)
 	SlowStart bool `json:"slow_start,omitempty"`

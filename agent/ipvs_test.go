@@ -291,10 +291,10 @@ func TestIPVSApplyAndReload(t *testing.T) {
 		t.Fatalf("an invalid apply touched the kernel: %v", k.Calls())
 	}
 
-	// A health_check block is refused at reload, with its position.
-	ta.rewrite(t, testConfig{extra: webVS("  health_check \"tcp\" {}\n")})
+	// What the build lacks (dynamic_weight) is refused at reload, with its position.
+	ta.rewrite(t, testConfig{extra: webVS("  health_check \"exec\" {\n    command = [\"/bin/true\"]\n    dynamic_weight = true\n  }\n")})
 	res := ta.Reload(context.Background())
-	if res.OK || !strings.Contains(res.Error, "health_check is not supported yet") || len(res.Diagnostics) != 1 || res.Diagnostics[0].Line == 0 {
+	if res.OK || !strings.Contains(res.Error, "dynamic_weight is not supported yet") || len(res.Diagnostics) != 1 || res.Diagnostics[0].Line == 0 {
 		t.Fatalf("reload with a health check %+v", res)
 	}
 
@@ -353,9 +353,9 @@ func TestIPVSUnavailable(t *testing.T) {
 		t.Fatalf("resync without IPVS: %v", err)
 	}
 	// An invalid virtual server is still refused: validation does not need the kernel.
-	ta.rewrite(t, testConfig{extra: webVS("  health_check \"tcp\" {}\n")})
+	ta.rewrite(t, testConfig{extra: webVS("  health_check \"exec\" {\n    command = [\"/bin/true\"]\n    dynamic_weight = true\n  }\n")})
 	if res := ta.Reload(context.Background()); res.OK {
-		t.Fatal("reload with a health check accepted")
+		t.Fatal("reload with a dynamic_weight check accepted")
 	}
 	// Without virtual servers there is nothing to report.
 	ta.rewrite(t, testConfig{})
@@ -624,30 +624,30 @@ func TestIPVSKernelErrorsDoNotStopTheAgent(t *testing.T) {
 	}
 }
 
-// TestBuildChecks: health_check and track_service are refused with a
-// diagnostic at the block, also by Validate (fulcrum validate).
+// TestBuildChecks: dynamic_weight is refused with a diagnostic at the
+// block, also by Validate (fulcrum validate); health_check and
+// track_service are accepted.
 func TestBuildChecks(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "node.hcl")
-	writeFile(t, path, "node \"lb1\" {}\n"+webVS("  health_check \"http\" {\n    path = \"/\"\n  }\n")+
+	writeFile(t, path, "node \"lb1\" {}\n"+webVS("  health_check \"exec\" {\n    command = [\"/bin/true\"]\n    dynamic_weight = true\n  }\n")+
 		vrrpBlock("VI_1", 51, 100, "192.0.2.100/24", "  track_service \"web\" {\n    weight = -10\n  }\n"))
 	diags := Validate(path)
 	if !diags.HasErrors() {
 		t.Fatal("valid")
 	}
 	list := DiagnosticList(diags)
-	if len(list) != 2 || list[0].Summary != "health_check is not supported yet" || list[0].Line != 5 || list[0].Column != 3 ||
-		!strings.Contains(list[0].Snippet, `health_check "http"`) ||
-		list[1].Summary != "track_service is not supported yet" || list[1].Line == 0 {
+	if len(list) != 1 || list[0].Summary != "dynamic_weight is not supported yet" || list[0].Line != 5 || list[0].Column != 3 ||
+		!strings.Contains(list[0].Snippet, `health_check "exec"`) {
 		t.Fatalf("diagnostics %+v", list)
 	}
 	text := diagnosticsText(diags)
-	if !strings.Contains(text, "Error: health_check is not supported yet") || !strings.Contains(text, "node.hcl:5:3") {
+	if !strings.Contains(text, "Error: dynamic_weight is not supported yet") || !strings.Contains(text, "node.hcl:5:3") {
 		t.Fatalf("text:\n%s", text)
 	}
 	// And the agent refuses to start with it.
 	if _, err := New(Options{ConfigPath: path, Stderr: &syncBuffer{}, getenv: func(string) string { return "" }, JournalSocket: filepath.Join(dir, "nj")}); err == nil ||
-		!strings.Contains(err.Error(), "health_check is not supported yet") {
+		!strings.Contains(err.Error(), "dynamic_weight is not supported yet") {
 		t.Fatalf("New: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -40,10 +42,11 @@ const defaultProxyPollInterval = time.Second
 // Proxy for all of them, so that a reload is one atomic swap and a
 // listener address may move from one proxy to another. Its first Apply
 // binds the listeners (an address in use fails the agent's start, with
-// the listener named); every later Apply is l7proxy's Apply, which
-// validates and binds everything first, so a reload it refuses leaves the
-// running configuration serving, and listeners whose address stays keep
-// their sockets.
+// the listener named); every later Apply that changes the proxy options is
+// l7proxy's Apply, which validates and binds everything first, so a reload
+// it refuses leaves the running configuration serving, and listeners whose
+// address stays keep their sockets. A reload that leaves the options as
+// they are only reloads the certificate files.
 //
 // The proxy runs under the subsystem's own context from that first Apply;
 // Run's end shuts it down gracefully (bounded by proxyDrainTimeout).
@@ -57,10 +60,15 @@ type proxySubsystem struct {
 
 	mu         sync.Mutex // guards the fields below
 	p          *l7proxy.Proxy
+	running    l7proxy.Options // as last applied, in proxyOptionsKey's form
+	runningLog string          // proxies with access_log, as last applied
 	configured int
 	servers    map[string]bool   // serverKey of every configured server
 	disabled   map[string]bool   // serverKey → disabled by the operator
 	states     map[string]string // serverKey → last state observed (events)
+	unhealthy  map[string]bool   // serverKey → down by the health subsystem (health_proxy.go)
+
+	passive l7proxy.PassiveReporter // the health subsystem; set before the first Apply
 }
 
 func newProxySubsystem(deps subsystemDeps) *proxySubsystem {
@@ -96,6 +104,7 @@ func (s *proxySubsystem) Apply(_ context.Context, cfg *config.Config) error {
 		return errors.New("l7proxy: stopped")
 	}
 	opts := proxyOptions(cfg, s.log)
+	opts.Passive = s.passive
 	if s.p == nil {
 		p, err := l7proxy.New(opts)
 		if err != nil {
@@ -106,9 +115,19 @@ func (s *proxySubsystem) Apply(_ context.Context, cfg *config.Config) error {
 			return err
 		}
 		s.p = p
+	} else if key, logged := proxyOptionsKey(opts); logged == s.runningLog && reflect.DeepEqual(key, s.running) {
+		// A reload that leaves the proxies as they are (a VRRP or IPVS
+		// change) does not swap the proxy's servers: l7proxy's Apply
+		// retires every listener's http.Server, and a connection the old
+		// one accepted just before may lose its first request. The
+		// certificate files are read again, as Apply would.
+		if err := s.p.ReloadCertificates(); err != nil {
+			return err
+		}
 	} else if err := s.p.Apply(opts); err != nil {
 		return err
 	}
+	s.running, s.runningLog = proxyOptionsKey(opts)
 
 	s.configured = len(cfg.Proxies)
 	servers := map[string]bool{}
@@ -129,18 +148,41 @@ func (s *proxySubsystem) Apply(_ context.Context, cfg *config.Config) error {
 		}
 		s.pushHealthLocked(key)
 	}
+	for key := range s.unhealthy {
+		if servers[key] {
+			s.pushHealthLocked(key)
+		}
+	}
 	s.observeLocked()
 	s.log.Debug("proxy configuration applied", slog.Int("proxies", s.configured))
 	return nil
 }
 
+// proxyOptionsKey is o in a comparable form: without its loggers (new
+// ones at each translation), and the names of the proxies whose requests
+// are access-logged.
+func proxyOptionsKey(o l7proxy.Options) (l7proxy.Options, string) {
+	o.Logger = nil
+	var names []string
+	if o.AccessLog != nil {
+		if h, ok := o.AccessLog.Handler().(*accessLogHandler); ok {
+			for n := range h.proxies {
+				names = append(names, n)
+			}
+		}
+		o.AccessLog = nil
+	}
+	sort.Strings(names)
+	return o, strings.Join(names, ",")
+}
+
 // pushHealthLocked tells l7proxy whether the server may take requests.
-// Today only the operator decides; the health subsystem will be the
-// other input (healthy && !disabled). s.mu is held.
+// The operator and the health subsystem decide (healthy && !disabled).
+// s.mu is held.
 func (s *proxySubsystem) pushHealthLocked(key string) error {
 	proxy, rest, _ := strings.Cut(key, "/")
 	backend, server, _ := strings.Cut(rest, "/")
-	return s.p.SetServerHealth(proxy, backend, server, !s.disabled[key])
+	return s.p.SetServerHealth(proxy, backend, server, !s.disabled[key] && !s.unhealthy[key])
 }
 
 // Run watches for state changes until ctx ends, then shuts the proxy down

@@ -131,22 +131,15 @@ func headerEdits(h config.Headers) l7proxy.HeaderEdits {
 
 // proxyBuildChecks refuses what the proxy blocks may say but this build
 // does not do yet, in the form of buildChecks (which loadConfig runs too):
-// health_check blocks of proxy backends, until the health subsystem is
-// wired. The proxy's passive checking (max_fails, fail_timeout) works
-// without it.
+// dynamic_weight in an exec health_check of a proxy backend.
 func proxyBuildChecks(cfg *config.Config) hcl.Diagnostics {
 	var out hcl.Diagnostics
 	for _, p := range cfg.Proxies {
 		for _, b := range p.Backends {
 			for _, hc := range b.HealthChecks {
-				out = append(out, &hcl.Diagnostic{
-					Severity: hcl.DiagError,
-					Summary:  "health_check is not supported yet",
-					Detail: "This build runs proxy \"" + p.Name + "\" but no active health checks yet, so the servers of backend \"" + b.Name +
-						"\" would count as healthy whatever this " + string(hc.Type) + " check says. " +
-						"Remove the health_check block and rely on passive checking (max_fails, fail_timeout), or use a build with health checks.",
-					Subject: hc.Source.Ptr(),
-				})
+				if hc.Exec != nil && hc.Exec.DynamicWeight {
+					out = append(out, dynamicWeightRefusal("backend \""+b.Name+"\" of proxy \""+p.Name+"\"", hc))
+				}
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -51,62 +50,32 @@ type subsystemFactory struct {
 }
 
 // defaultSubsystems lists the subsystems in start order; they stop in
-// reverse. vrrp, ipvs and l7proxy are real; a later issue replaces the
-// health placeholder with the health package's adapter.
+// reverse. The health subsystem is made first, outside the list's order:
+// vrrp reads it for track_service, and ipvs and l7proxy consume its
+// results (each is told the current state when registered and on every
+// health Apply, and keeps it for its own later Applies).
 func defaultSubsystems() []subsystemFactory {
+	hs := newHealthSubsystem(healthOptions{})
 	return []subsystemFactory{
 		{"vrrp", func(d subsystemDeps) subsystem {
-			return newVRRPSubsystem(d, newNetioFactory(d.Log))
+			v := newVRRPSubsystem(d, newNetioFactory(d.Log))
+			v.services = hs
+			return v
 		}},
 		{"ipvs", func(d subsystemDeps) subsystem {
-			return newIPVSSubsystem(d, ipvsOptions{})
+			s := newIPVSSubsystem(d, ipvsOptions{})
+			hs.addConsumer(s)
+			return s
 		}},
-		{"health", func(subsystemDeps) subsystem {
-			// Health checks live inside virtual_server blocks; this build
-			// refuses them (buildChecks). The health issue counts them.
-			return newPlaceholder("health", func(*config.Config) int { return 0 })
+		{"health", func(d subsystemDeps) subsystem {
+			hs.bind(d)
+			return hs
 		}},
 		{"l7proxy", func(d subsystemDeps) subsystem {
-			return newProxySubsystem(d)
+			p := newProxySubsystem(d)
+			p.passive = hs
+			hs.addConsumer(p)
+			return p
 		}},
 	}
-}
-
-// placeholder stands in for a subsystem this build does not implement. It
-// counts its blocks (always 0 today: config rejects them) and idles.
-type placeholder struct {
-	name  string
-	count func(*config.Config) int
-
-	mu         sync.Mutex
-	configured int
-}
-
-func newPlaceholder(name string, count func(*config.Config) int) *placeholder {
-	return &placeholder{name: name, count: count}
-}
-
-func (p *placeholder) Name() string { return p.name }
-
-func (p *placeholder) Apply(_ context.Context, cfg *config.Config) error {
-	n := p.count(cfg)
-	p.mu.Lock()
-	p.configured = n
-	p.mu.Unlock()
-	return nil
-}
-
-func (p *placeholder) Status() SubsystemStatus {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := SubsystemStatus{Name: p.name, Configured: p.configured, State: StateNoneConfigured}
-	if p.configured > 0 {
-		st.State = "not supported by this build"
-	}
-	return st
-}
-
-func (p *placeholder) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
 }

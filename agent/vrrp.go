@@ -38,8 +38,8 @@ type vrrpSubsystem struct {
 	events Publisher
 	io     vrrpIOFactory
 	clock  vrrp.Clock // nil: the system clock
-	// services serves track_service; nil until a health subsystem
-	// implements vrrp.ServiceHealth, so track_service is refused.
+	// services serves track_service (the health subsystem); nil (some
+	// tests) refuses track_service.
 	services vrrp.ServiceHealth
 
 	life context.Context
@@ -163,8 +163,19 @@ func vrrpInstanceOptions(in config.VRRPInstance, primary netip.Addr) vrrp.Instan
 	for _, t := range in.TrackServices {
 		o.Trackers = append(o.Trackers, vrrp.TrackSpec{Kind: vrrp.TrackService, Name: t.Name, Weight: t.Weight})
 	}
+	// Service health is a map lookup: read it more often than the
+	// default second, so a failed virtual server moves the priority
+	// within a fraction of a second, unless processes (a /proc scan per
+	// poll) are tracked too.
+	if len(in.TrackServices) > 0 && len(in.TrackProcesses) == 0 {
+		o.TrackPollInterval = vrrpServicePollInterval
+	}
 	return o
 }
+
+// vrrpServicePollInterval is how often an instance with track_service
+// (and no track_process) reads its trackers.
+const vrrpServicePollInterval = 200 * time.Millisecond
 
 func vrrpIOSpecOf(in config.VRRPInstance) vrrpIOSpec {
 	spec := vrrpIOSpec{instance: in.Name, vrid: in.VirtualRouterID, iface: in.Interface, family: 4}

@@ -16,7 +16,7 @@ const (
 	defaultCheckTimeout  = time.Second
 	defaultRise          = 2
 	defaultFall          = 3
-	defaultInitialState  = StateDown
+	defaultInitialState  = StateUp
 	defaultHTTPPath      = "/"
 	defaultHTTPMethod    = "GET"
 	defaultDNSQueryType  = "A"

@@ -86,6 +86,9 @@ func printStatus(w io.Writer, st *agent.Status, now time.Time) {
 		if s.Name == "l7proxy" && printProxy(w, s.Detail, now) {
 			continue
 		}
+		if s.Name == "health" && printHealth(w, s.Detail, now) {
+			continue
+		}
 		keys := make([]string, 0, len(s.Detail))
 		for k := range s.Detail {
 			keys = append(keys, k)

@@ -175,13 +175,13 @@ virtual_server "web" {
 
 	// validate reports a health_check with its position.
 	bad := filepath.Join(dir, "bad.hcl")
-	writeFile(t, bad, "node \"lb1\" {}\nvirtual_server \"web\" {\n  address = \"203.0.113.10:80\"\n  health_check \"tcp\" {}\n}\n")
+	writeFile(t, bad, "node \"lb1\" {}\nvirtual_server \"web\" {\n  address = \"203.0.113.10:80\"\n  health_check \"exec\" {\n    command = [\"/bin/true\"]\n    dynamic_weight = true\n  }\n}\n")
 	code, _, stderr = runCLI("validate", bad)
-	if code != exitFailed || !strings.Contains(stderr, "Error: health_check is not supported yet") || !strings.Contains(stderr, "bad.hcl:4:3") {
+	if code != exitFailed || !strings.Contains(stderr, "Error: dynamic_weight is not supported yet") || !strings.Contains(stderr, "bad.hcl:4:3") {
 		t.Fatalf("validate: %d\n%s", code, stderr)
 	}
 	code, stdout, _ = runCLI("validate", "-json", bad)
-	if code != exitFailed || !strings.Contains(stdout, `"summary": "health_check is not supported yet"`) || !strings.Contains(stdout, `"line": 4`) {
+	if code != exitFailed || !strings.Contains(stdout, `"summary": "dynamic_weight is not supported yet"`) || !strings.Contains(stdout, `"line": 4`) {
 		t.Fatalf("validate -json: %d\n%s", code, stdout)
 	}
 }
