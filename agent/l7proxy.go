@@ -117,10 +117,8 @@ func (s *proxySubsystem) Apply(_ context.Context, cfg *config.Config) error {
 		s.p = p
 	} else if key, logged := proxyOptionsKey(opts); logged == s.runningLog && reflect.DeepEqual(key, s.running) {
 		// A reload that leaves the proxies as they are (a VRRP or IPVS
-		// change) does not swap the proxy's servers: l7proxy's Apply
-		// retires every listener's http.Server, and a connection the old
-		// one accepted just before may lose its first request. The
-		// certificate files are read again, as Apply would.
+		// change) has nothing to swap; only the certificate files are
+		// read again, as Apply would.
 		if err := s.p.ReloadCertificates(); err != nil {
 			return err
 		}

@@ -666,14 +666,11 @@ func TestProxyReloadKeepsListeners(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	// A refused connection would mean the listener was closed. An EOF is
-	// l7proxy's known reload race (a connection the retired generation
-	// accepted loses its first request: net/http drops requests read
-	// after Shutdown began); at most one per reload is tolerated here.
-	if res.ok.Load() == 0 || res.refused.Load() > 0 || res.other.Load() > 0 || res.eof.Load() > reloads {
+	// A refused connection would mean the listener was closed; an EOF, a
+	// request dropped by a reload. Neither may happen: each socket keeps
+	// one long-lived server and a reload only swaps its configuration.
+	if res.ok.Load() == 0 || res.refused.Load()+res.eof.Load()+res.other.Load() > 0 {
 		t.Errorf("across reloads that change the proxy: %s", res)
-	} else if res.eof.Load() > 0 {
-		t.Logf("l7proxy reload race: %s", res)
 	}
 	if st := ta.Status(); st.Config.Generation != 2+6+reloads {
 		t.Errorf("generation %d", st.Config.Generation)

@@ -100,11 +100,14 @@ func newTransport(b *backend, t Timeouts) *http.Transport {
 	}
 }
 
-// handler serves one listener of one generation.
-type handler struct{ l *listenerRT }
+// handler serves a socket: each request by the socket's listener in the active generation.
+type handler struct{ sock *socket }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l, pr := h.l, h.l.proxy
+	l := h.sock.cur.Load().l
+	pr := l.proxy
+	pr.inflight.Add(1)
+	defer pr.inflight.Add(-1)
 	st := pr.state
 	start := time.Now()
 	st.activeReqs.Add(1)

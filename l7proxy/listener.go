@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,30 @@ type socket struct {
 	done  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+
+	// cur is the listener of the active generation on this socket: the long-lived server
+	// below routes every request and accepts every connection by it, so a reload swaps it
+	// without shutting down the server that owns the socket's connections.
+	cur atomic.Pointer[socketCur]
+	// The server of the socket and the settings it was built with; guarded by Proxy.mu. It
+	// is replaced only when settings net/http reads from http.Server change.
+	srv   *http.Server
+	front *frontListener
+	key   serverSettings
+}
+
+// socketCur is the current listener of a socket; changed is closed when it is replaced.
+type socketCur struct {
+	l       *listenerRT
+	changed chan struct{}
+}
+
+// setCurrent makes l the socket's listener. Proxy.mu is held.
+func (s *socket) setCurrent(l *listenerRT) {
+	old := s.cur.Swap(&socketCur{l: l, changed: make(chan struct{})})
+	if old != nil {
+		close(old.changed)
+	}
 }
 
 func newSocket(addr netip.AddrPort, ln net.Listener, log *slog.Logger) *socket {
@@ -108,42 +133,52 @@ func (s *socket) close() {
 	s.wg.Wait()
 }
 
-// frontListener is one generation's view of a socket: it applies the listener's options to
-// every connection (limits, PROXY protocol, TLS) and stops (without closing the socket) when the
-// generation is retired.
+// frontListener is a server's view of a socket: it applies the current listener's options
+// to every connection (limits, PROXY protocol, TLS) and stops (without closing the socket) when
+// the server is retired. The listener is taken per connection, so a connection accepted
+// before a reload keeps the connection-level settings it was accepted with.
 type frontListener struct {
-	sock  *socket
-	l     *listenerRT
-	done  chan struct{}
-	once  sync.Once
-	state *proxyState
+	sock *socket
+	done chan struct{}
+	once sync.Once
 }
 
 func (f *frontListener) Accept() (net.Conn, error) {
-	sem := f.l.proxy.connSem
-	if sem != nil {
+	for {
+		cur := f.sock.cur.Load()
+		l := cur.l
+		sem := l.proxy.connSem
+		if sem != nil {
+			select {
+			case sem <- struct{}{}:
+			case <-cur.changed:
+				continue
+			case <-f.done:
+				return nil, net.ErrClosed
+			}
+		}
+		var raw net.Conn
 		select {
-		case sem <- struct{}{}:
+		case raw = <-f.sock.conns:
+		case <-cur.changed:
+			if sem != nil {
+				<-sem
+			}
+			continue
 		case <-f.done:
+			if sem != nil {
+				<-sem
+			}
 			return nil, net.ErrClosed
 		}
-	}
-	var raw net.Conn
-	select {
-	case raw = <-f.sock.conns:
-	case <-f.done:
-		if sem != nil {
-			<-sem
+		c := &clientConn{Conn: raw, l: l, sem: sem}
+		l.proxy.state.activeConns.Add(1)
+		l.proxy.state.totalConns.Add(1)
+		if l.tls != nil {
+			return tls.Server(c, l.tls.cfg), nil
 		}
-		return nil, net.ErrClosed
+		return c, nil
 	}
-	c := &clientConn{Conn: raw, l: f.l, sem: sem}
-	f.state.activeConns.Add(1)
-	f.state.totalConns.Add(1)
-	if f.l.tls != nil {
-		return tls.Server(c, f.l.tls.cfg), nil
-	}
-	return c, nil
 }
 
 func (f *frontListener) Close() error {

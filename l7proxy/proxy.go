@@ -68,14 +68,13 @@ type proxyRT struct {
 	access   *slog.Logger
 	passive  PassiveReporter
 	retries  int
+	inflight atomic.Int64 // requests being served by this generation
 }
 
 type listenerRT struct {
 	opts  ListenerOptions
 	proxy *proxyRT
 	tls   *listenerTLS
-	srv   *http.Server
-	front *frontListener
 }
 
 // New validates opts and loads the certificates; it binds nothing (see Start).
@@ -323,37 +322,65 @@ func (p *Proxy) bind(ctx context.Context, g *generation) (map[netip.AddrPort]*so
 	return bound, nil
 }
 
-// serve starts an http.Server for every listener of g on its socket. p.mu is held.
-func (p *Proxy) serve(g *generation) {
+// serve makes g's listeners current on their sockets. A socket keeps its http.Server across
+// generations (its connections are never shut down by a reload); only a socket without one, or
+// whose server settings change, gets a new server, and the old one is returned for draining.
+// p.mu is held.
+func (p *Proxy) serve(g *generation) (replaced []*socketServer) {
 	for _, l := range g.listeners {
 		sock := p.sockets[l.opts.Address]
-		l.front = &frontListener{sock: sock, l: l, done: make(chan struct{}), state: l.proxy.state}
-		l.srv = l.newServer()
+		sock.setCurrent(l)
+		k := l.serverSettings()
+		if sock.srv != nil && sock.key == k {
+			continue
+		}
+		if sock.srv != nil {
+			replaced = append(replaced, &socketServer{srv: sock.srv, front: sock.front})
+		}
+		front := &frontListener{sock: sock, done: make(chan struct{})}
+		srv := newHTTPServer(sock, k, l.proxy.log)
+		sock.srv, sock.front, sock.key = srv, front, k
 		p.wg.Go(func() {
-			if err := l.srv.Serve(l.front); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(front); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				g.log.Error("listener stopped", "proxy", l.proxy.name, "listener", l.opts.Name, "error", err)
 			}
 		})
 	}
+	return replaced
 }
 
-func (l *listenerRT) newServer() *http.Server {
+// serverSettings are the settings net/http reads from http.Server; a change replaces the
+// socket's server.
+type serverSettings struct {
+	readHeaderTimeout, idleTimeout time.Duration
+	maxHeaderBytes                 int
+	h2c                            bool
+}
+
+func (l *listenerRT) serverSettings() serverSettings {
 	po := l.proxy.opts
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(l.tls != nil)
-	protos.SetUnencryptedHTTP2(l.opts.H2C)
 	maxHdr := po.MaxHeaderSize
 	if maxHdr == 0 {
 		maxHdr = defaultMaxHeaderSize
 	}
+	return serverSettings{readHeaderTimeout: po.Timeouts.Header, idleTimeout: po.Timeouts.Idle,
+		maxHeaderBytes: maxHdr, h2c: l.opts.H2C}
+}
+
+func newHTTPServer(sock *socket, k serverSettings, log *slog.Logger) *http.Server {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	// HTTP/2 over TLS is negotiated by ALPN, so it only applies to TLS connections; whether a
+	// connection is TLS is decided per connection by the current listener (frontListener).
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(k.h2c)
 	return &http.Server{
-		Handler:           &handler{l: l},
-		ReadHeaderTimeout: po.Timeouts.Header,
-		IdleTimeout:       po.Timeouts.Idle,
-		MaxHeaderBytes:    maxHdr,
+		Handler:           &handler{sock: sock},
+		ReadHeaderTimeout: k.readHeaderTimeout,
+		IdleTimeout:       k.idleTimeout,
+		MaxHeaderBytes:    k.maxHeaderBytes,
 		Protocols:         &protos,
-		ErrorLog:          slog.NewLogLogger(l.proxy.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, connOf(c))
 		},
@@ -362,31 +389,56 @@ func (l *listenerRT) newServer() *http.Server {
 
 type connKey struct{}
 
-// retire stops g's servers from accepting and drains them in the background, bounded by the
-// drain timeout. p.mu is held.
-func (p *Proxy) retire(g *generation, timeout time.Duration) {
-	for _, l := range g.listeners {
-		if l.front != nil {
-			l.front.Close()
-		}
+// socketServer is a socket's http.Server with its frontListener.
+type socketServer struct {
+	srv   *http.Server
+	front *frontListener
+}
+
+// retire stops servers from accepting and drains them in the background, bounded by the drain
+// timeout; then, once their requests have finished (within the same bound), the transports of
+// the retired generations are closed. p.mu is held.
+func (p *Proxy) retire(servers []*socketServer, gens []*generation, timeout time.Duration) {
+	for _, s := range servers {
+		s.front.Close()
 	}
 	p.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var wg sync.WaitGroup
-		for _, l := range g.listeners {
-			if l.srv == nil {
-				continue
-			}
+		for _, s := range servers {
 			wg.Go(func() {
-				if err := l.srv.Shutdown(ctx); err != nil {
-					l.srv.Close()
+				if err := s.srv.Shutdown(ctx); err != nil {
+					s.srv.Close()
 				}
 			})
 		}
 		wg.Wait()
-		g.closeTransports()
+		for _, g := range gens {
+			g.awaitRequests(ctx)
+			g.closeTransports()
+		}
 	})
+}
+
+// awaitRequests waits until no request is served by g or ctx ends.
+func (g *generation) awaitRequests(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var n int64
+		for _, pr := range g.proxies {
+			n += pr.inflight.Load()
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func drainTimeout(o Options) time.Duration {
@@ -428,18 +480,21 @@ func (p *Proxy) Apply(opts Options) error {
 	maps.Copy(p.sockets, bound)
 	g.commitWeights()
 	p.gen.Store(g)
-	p.retire(old, drainTimeout(old.opts))
-	p.serve(g)
+	retired := p.serve(g)
 	keep := map[netip.AddrPort]bool{}
 	for _, l := range g.listeners {
 		keep[l.opts.Address] = true
 	}
 	for a, s := range p.sockets {
 		if !keep[a] {
+			if s.srv != nil {
+				retired = append(retired, &socketServer{srv: s.srv, front: s.front})
+			}
 			s.close()
 			delete(p.sockets, a)
 		}
 	}
+	p.retire(retired, []*generation{old}, drainTimeout(old.opts))
 	if old.opts.CertCheckInterval <= 0 && g.opts.CertCheckInterval > 0 {
 		p.wg.Go(func() { p.pollCertificates(g.opts.CertCheckInterval) })
 	}
@@ -488,14 +543,18 @@ func (p *Proxy) shutdown(d time.Duration) {
 	if d <= 0 {
 		d = drainTimeout(g.opts)
 	}
-	if p.started {
-		p.retire(g, d)
-	} else {
-		g.closeTransports()
-	}
+	var servers []*socketServer
 	for a, s := range p.sockets {
+		if s.srv != nil {
+			servers = append(servers, &socketServer{srv: s.srv, front: s.front})
+		}
 		s.close()
 		delete(p.sockets, a)
+	}
+	if p.started {
+		p.retire(servers, []*generation{g}, d)
+	} else {
+		g.closeTransports()
 	}
 }
 
