@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Status is the answer of GET /v1/status.
 type Status struct {
@@ -73,5 +76,19 @@ func (a *Agent) Status() Status {
 	for _, s := range a.subsystems {
 		st.Subsystems = append(st.Subsystems, s.Status())
 	}
+	// Shown in the operator's reading order (the VIP first), not in start
+	// order (which puts VRRP last so it claims VIPs only when ready).
+	slices.SortStableFunc(st.Subsystems, func(x, y SubsystemStatus) int {
+		return displayRank(x.Name) - displayRank(y.Name)
+	})
 	return st
+}
+
+// displayRank orders subsystems in status: vrrp, ipvs, health, l7proxy,
+// then anything else.
+func displayRank(name string) int {
+	if i := slices.Index([]string{"vrrp", "ipvs", "health", "l7proxy"}, name); i >= 0 {
+		return i
+	}
+	return 4
 }

@@ -50,32 +50,38 @@ type subsystemFactory struct {
 }
 
 // defaultSubsystems lists the subsystems in start order; they stop in
-// reverse. The health subsystem is made first, outside the list's order:
-// vrrp reads it for track_service, and ipvs and l7proxy consume its
+// reverse. The order is the load balancer's: health checks start first so
+// results exist before anything uses them; IPVS and the proxy are serving
+// before VRRP may claim the virtual IPs; and at shutdown VRRP resigns first
+// (priority 0, VIPs handed to the peer) before the proxy drains and the
+// rest stop, so no client is refused while this node still holds a VIP.
+// On a reload, health applies first too, so a real server a reload adds
+// reaches IPVS and the proxy with its health already known. vrrp reads the
+// health subsystem for track_service; ipvs and l7proxy consume its
 // results (each is told the current state when registered and on every
 // health Apply, and keeps it for its own later Applies).
 func defaultSubsystems() []subsystemFactory {
 	hs := newHealthSubsystem(healthOptions{})
 	return []subsystemFactory{
-		{"vrrp", func(d subsystemDeps) subsystem {
-			v := newVRRPSubsystem(d, newNetioFactory(d.Log))
-			v.services = hs
-			return v
+		{"health", func(d subsystemDeps) subsystem {
+			hs.bind(d)
+			return hs
 		}},
 		{"ipvs", func(d subsystemDeps) subsystem {
 			s := newIPVSSubsystem(d, ipvsOptions{})
 			hs.addConsumer(s)
 			return s
 		}},
-		{"health", func(d subsystemDeps) subsystem {
-			hs.bind(d)
-			return hs
-		}},
 		{"l7proxy", func(d subsystemDeps) subsystem {
 			p := newProxySubsystem(d)
 			p.passive = hs
 			hs.addConsumer(p)
 			return p
+		}},
+		{"vrrp", func(d subsystemDeps) subsystem {
+			v := newVRRPSubsystem(d, newNetioFactory(d.Log))
+			v.services = hs
+			return v
 		}},
 	}
 }
