@@ -33,6 +33,11 @@
 // backend (such connections are not reused across requests). A connection failure is retried on
 // another server when the request is idempotent or has no body.
 //
+// Simple HTTP/1 requests (no body, no Upgrade, Expect or trailers, to a backend without PROXY
+// header) skip ReverseProxy: the handler writes the outbound head straight into a pooled server
+// connection and copies the response itself (fast.go), with the same result as ReverseProxy
+// (TestFastPathMatchesReverseProxy compares the two).
+//
 // # Balancing and health
 //
 // Backends balance with smooth weighted round robin (nginx's algorithm), weighted least

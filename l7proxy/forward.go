@@ -49,6 +49,7 @@ type request struct {
 	rs   reqState
 	sw   statusWriter
 	body countingBody
+	fast fastReq
 }
 
 type stateKey struct{}
@@ -244,6 +245,10 @@ func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, req *request,
 	}
 	// The PROXY header dial of http.Transport may outlive the request: it gets the state
 	// from the context.
+	if cc != nil && r.ProtoMajor == 1 && cc.cur.Load() == rs && fastEligible(rs.b, r) {
+		pr.fastForward(w, r, req)
+		return
+	}
 	if cc == nil || r.ProtoMajor != 1 || cc.cur.Load() != rs || rs.b.sendProxy != 0 {
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, rs))
 	}
@@ -253,8 +258,10 @@ func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, req *request,
 // route picks the backend: the first matching route, else the default backend.
 func (pr *proxyRT) route(r *http.Request) *backend {
 	host := strings.ToLower(r.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.TrimSuffix(host, ".")
 	for _, rt := range pr.opts.Routes {
@@ -359,10 +366,36 @@ func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
 	out.URL.Host = "backend.invalid" // the round tripper sets the server
 	out.Host = in.Host
 
+	pr.forwardedValues(rs, in)
+	fwd := &rs.fwd
+	h := out.Header
+	h["X-Forwarded-For"] = fwd[0:1:1]
+	h["X-Forwarded-Proto"] = fwd[1:2:2]
+	h["X-Forwarded-Host"] = fwd[2:3:3]
+	h["X-Real-Ip"] = fwd[3:4:4]
+
+	if name := rs.b.sticky.Cookie; name != "" {
+		rs.sticky = stickyServer(in, name, pr.signer, pr.name+"/"+rs.b.name)
+		stripCookie(out.Header, name)
+	}
+	for _, k := range pr.opts.RequestHeaders.Delete {
+		out.Header.Del(k)
+	}
+	for k, v := range pr.opts.RequestHeaders.Set {
+		out.Header.Set(k, v)
+	}
+	if out.Body != nil && out.Body != http.NoBody {
+		rs.body = &guardedBody{rc: out.Body}
+		out.Body = rs.body
+	}
+}
+
+// forwardedValues sets rs.fwd: the X-Forwarded-For, -Proto, -Host and X-Real-IP values of
+// the outbound request. The four values share one backing array (in the request's state), and
+// the keys are canonical already: no allocation per header.
+func (pr *proxyRT) forwardedValues(rs *reqState, in *http.Request) {
 	trusted := len(pr.opts.TrustedProxies) > 0 && pr.trusted(rs.peer.Addr())
 	peer := rs.peerStr
-	// The four values share one backing array (in the request's state), and
-	// the keys are canonical already: no allocation per header.
 	fwd := &rs.fwd
 	fwd[0] = peer
 	if trusted {
@@ -387,26 +420,6 @@ func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
 		fwd[3] = peer
 	} else {
 		fwd[3] = rs.client.Addr().String()
-	}
-	h := out.Header
-	h["X-Forwarded-For"] = fwd[0:1:1]
-	h["X-Forwarded-Proto"] = fwd[1:2:2]
-	h["X-Forwarded-Host"] = fwd[2:3:3]
-	h["X-Real-Ip"] = fwd[3:4:4]
-
-	if name := rs.b.sticky.Cookie; name != "" {
-		rs.sticky = stickyServer(in, name, pr.signer, pr.name+"/"+rs.b.name)
-		stripCookie(out.Header, name)
-	}
-	for _, k := range pr.opts.RequestHeaders.Delete {
-		out.Header.Del(k)
-	}
-	for k, v := range pr.opts.RequestHeaders.Set {
-		out.Header.Set(k, v)
-	}
-	if out.Body != nil && out.Body != http.NoBody {
-		rs.body = &guardedBody{rc: out.Body}
-		out.Body = rs.body
 	}
 }
 

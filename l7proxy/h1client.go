@@ -120,13 +120,25 @@ func idempotent(m string) bool {
 
 // roundTrip sends req (eligible) to addr.
 func (hc *h1Client) roundTrip(req *http.Request, addr string) (*http.Response, error) {
+	return hc.exchange(req, addr, nil)
+}
+
+// headWriter writes a request head itself and takes its 1xx responses (see exchange).
+type headWriter interface {
+	writeHead(w *bufio.Writer, addr string)
+	got1xx(code int, h textproto.MIMEHeader) error
+}
+
+// exchange is roundTrip with the request head written by hw (when not nil, req serves only
+// for its context and method), which also gets the 1xx responses.
+func (hc *h1Client) exchange(req *http.Request, addr string, hw headWriter) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		c, reused, err := hc.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req, hc.headerTimeout)
+		resp, err := c.roundTrip(req, hc.headerTimeout, hw)
 		if err == nil {
 			return resp, nil
 		}
@@ -152,8 +164,15 @@ func (e *staleErr) Error() string        { return errStaleConn.Error() + ": " + 
 func (e *staleErr) Is(target error) bool { return target == errStaleConn }
 func (e *staleErr) Unwrap() error        { return e.err }
 
-func (c *h1Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
-	if err := c.writeRequest(req); err != nil {
+func (c *h1Conn) roundTrip(req *http.Request, headerTimeout time.Duration, hw headWriter) (*http.Response, error) {
+	var werr error
+	if hw != nil {
+		hw.writeHead(c.bw, c.addr)
+		werr = c.bw.Flush()
+	} else {
+		werr = c.writeRequest(req)
+	}
+	if err := werr; err != nil {
 		return nil, &staleErr{err}
 	}
 	ctx := req.Context()
@@ -181,7 +200,11 @@ func (c *h1Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*htt
 			break
 		}
 		// 1xx: hand it to ReverseProxy (which forwards it to the client) and read on.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+		if hw != nil {
+			if err = hw.got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				break
+			}
+		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err = trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				break
 			}
