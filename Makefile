@@ -80,8 +80,10 @@ demo: build
 bench: bench-deps build
 	FULCRUM_BENCH=1 FULCRUM_BIN=$(CURDIR)/$(BIN) FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-vrrp.txt \
 	    $(GO) test -count=1 -v -timeout 20m -run '^TestVRRPFailover$$' ./bench/vrrp
+	FULCRUM_BENCH=1 FULCRUM_BIN=$(CURDIR)/$(BIN) FULCRUM_DRILL_OUT=$(CURDIR)/bin/bench-vrrp-drills.txt $(GO) test -count=1 -v -timeout 20m -run '^TestVRRPDrillCycles$$' ./bench/vrrp
 	FULCRUM_BENCH=1 $(GO) test -count=1 -v -timeout 30m -run '^TestIPVSApply$$' ./bench/ipvs
 	FULCRUM_BENCH=1 FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-l7proxy.txt $(GO) test -count=1 -v -timeout 20m -run '^TestL7Proxy$$' ./bench/l7proxy
+	FULCRUM_BENCH=1 FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-health.txt $(GO) test -count=1 -v -timeout 20m -run '^TestHealthChecks$$' ./bench/health
 
 clean:
 	rm -rf bin
