@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrum-lb/fulcrum/lab/fulcrumbin"
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
 )
 
@@ -41,22 +42,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fulcrum-proxy-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "fulcrum")
-	build := exec.Command("go", "build", "-o", binary, "github.com/fulcrum-lb/fulcrum/cmd/fulcrum")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building fulcrum: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(fulcrumbin.Main(m, &binary))
 }
 
 // hangGuard bounds every wait; generous, it only catches hangs.
