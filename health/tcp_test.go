@@ -83,8 +83,21 @@ func TestTCPChecker(t *testing.T) {
 		d := l.dial()
 		d.Source = netip.MustParseAddr("192.0.2.11")
 		expect(t, run(t, health.TCP{Addr: be(8080), Dial: d}, 2*time.Second), health.OutcomeHealthy, health.ReasonNone)
-		if got := (<-peers).Addr(); got != d.Source {
-			t.Errorf("backend saw the check from %v, want %v", got, d.Source)
+		// The backend records peers asynchronously, so a connection from
+		// an earlier subtest (from 192.0.2.10) may still arrive after
+		// drain(); wait for ours, which never comes if the bind failed.
+		var seen []netip.Addr
+		for deadline := time.After(2 * time.Second); ; {
+			select {
+			case p := <-peers:
+				seen = append(seen, p.Addr())
+				if p.Addr() != d.Source {
+					continue
+				}
+			case <-deadline:
+				t.Errorf("backend never saw the check from %v; saw %v", d.Source, seen)
+			}
+			break
 		}
 		d.Source = netip.MustParseAddr("192.0.2.12") // not lb's
 		expect(t, run(t, health.TCP{Addr: be(8080), Dial: d}, 2*time.Second), health.OutcomeError, health.ReasonLocal)
