@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/fulcrum-lb/fulcrum/lab/require"
 )
 
 func TestForwardedHeadersUntrusted(t *testing.T) {
@@ -337,7 +339,7 @@ func httptestServer(t *testing.T, h http.Handler) netip.AddrPort {
 func TestAccessLogAndIPv6(t *testing.T) {
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		require.Missing(t, "IPv6 loopback ("+err.Error()+")", "enable IPv6 on lo")
 	}
 	ln.Close()
 	var buf bytes.Buffer

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrum-lb/fulcrum/lab/require"
 )
 
 func syscallEADDRINUSE() error { return syscall.EADDRINUSE }
@@ -45,7 +47,7 @@ func TestFreebind(t *testing.T) {
 	err := <-errc
 	var skip errSkip
 	if errors.As(err, &skip) {
-		t.Skipf("no network namespace: %v", skip.err)
+		require.Missing(t, "a network namespace ("+skip.err.Error()+")", "run as root")
 	}
 	if err != nil {
 		t.Fatalf("freebind listen: %v", err)

@@ -53,44 +53,7 @@ var (
 )
 
 // scInst is what the scenarios read of VI_1 in `fulcrum status -json`.
-type scInst struct {
-	Name           string `json:"name"`
-	State          string `json:"state"`
-	Priority       int    `json:"priority"`
-	BasePriority   int    `json:"base_priority"`
-	PrimaryAddress string `json:"primary_address"`
-	MasterAddress  string `json:"master_address"`
-	MasterPriority int    `json:"master_priority"`
-	VIPsInstalled  int    `json:"vips_installed"`
-	LastTransition *struct {
-		From   string    `json:"from"`
-		To     string    `json:"to"`
-		Reason string    `json:"reason"`
-		At     time.Time `json:"at"`
-	} `json:"last_transition"`
-	Master *struct {
-		Since          time.Time  `json:"since"`
-		VIPsAdded      *time.Time `json:"vips_added"`
-		FirstAnnounce  *time.Time `json:"first_announce"`
-		AnnounceRounds int        `json:"announce_rounds"`
-	} `json:"master"`
-	Trackers []struct {
-		Name   string `json:"name"`
-		Up     bool   `json:"up"`
-		Weight int    `json:"weight"`
-	} `json:"trackers"`
-	Counters struct {
-		AdvertsIn      uint64            `json:"adverts_in"`
-		AdvertsOut     uint64            `json:"adverts_out"`
-		Priority0In    uint64            `json:"priority0_in"`
-		Priority0Out   uint64            `json:"priority0_out"`
-		Transitions    uint64            `json:"transitions"`
-		AnnounceRounds uint64            `json:"announce_rounds"`
-		NotifyRuns     uint64            `json:"notify_runs"`
-		NotifyFailures uint64            `json:"notify_failures"`
-		Drops          map[string]uint64 `json:"drops"`
-	} `json:"counters"`
-}
+type scInst = vrrpInstance
 
 // reason is the last transition's reason, "" before any.
 func (in scInst) reason() string {
@@ -166,30 +129,7 @@ func scStart(t *testing.T, h *netns.Host, body string) *vrrpNode {
 // scRead reads VI_1 from `fulcrum status -json`.
 func scRead(t *testing.T, n *vrrpNode) scInst {
 	t.Helper()
-	out, code := n.cli(t, "status", "-json")
-	if code != 0 {
-		t.Fatalf("%s: fulcrum status -json exited %d: %s", n.host.Name, code, out)
-	}
-	var st struct {
-		Subsystems []struct {
-			Name   string `json:"name"`
-			Detail struct {
-				Instances []scInst `json:"instances"`
-			} `json:"detail"`
-		} `json:"subsystems"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("%s: status is not JSON: %v\n%s", n.host.Name, err, out)
-	}
-	for _, s := range st.Subsystems {
-		for _, in := range s.Detail.Instances {
-			if s.Name == "vrrp" && in.Name == "VI_1" {
-				return in
-			}
-		}
-	}
-	t.Fatalf("%s: no VI_1 in status:\n%s", n.host.Name, out)
-	return scInst{}
+	return n.instance(t)
 }
 
 // scWait polls n's VI_1 until ok holds.

@@ -32,8 +32,10 @@ type vrrpInstance struct {
 	Name           string `json:"name"`
 	State          string `json:"state"`
 	Priority       int    `json:"priority"`
+	BasePriority   int    `json:"base_priority"`
 	PrimaryAddress string `json:"primary_address"`
 	MasterAddress  string `json:"master_address"`
+	MasterPriority int    `json:"master_priority"`
 	VIPsInstalled  int    `json:"vips_installed"`
 	LastTransition *struct {
 		From   string    `json:"from"`
@@ -47,12 +49,21 @@ type vrrpInstance struct {
 		FirstAnnounce  *time.Time `json:"first_announce"`
 		AnnounceRounds int        `json:"announce_rounds"`
 	} `json:"master"`
+	Trackers []struct {
+		Name   string `json:"name"`
+		Up     bool   `json:"up"`
+		Weight int    `json:"weight"`
+	} `json:"trackers"`
 	Counters struct {
-		AdvertsIn    uint64            `json:"adverts_in"`
-		AdvertsOut   uint64            `json:"adverts_out"`
-		Priority0In  uint64            `json:"priority0_in"`
-		Priority0Out uint64            `json:"priority0_out"`
-		Drops        map[string]uint64 `json:"drops"`
+		AdvertsIn      uint64            `json:"adverts_in"`
+		AdvertsOut     uint64            `json:"adverts_out"`
+		Priority0In    uint64            `json:"priority0_in"`
+		Priority0Out   uint64            `json:"priority0_out"`
+		Transitions    uint64            `json:"transitions"`
+		AnnounceRounds uint64            `json:"announce_rounds"`
+		NotifyRuns     uint64            `json:"notify_runs"`
+		NotifyFailures uint64            `json:"notify_failures"`
+		Drops          map[string]uint64 `json:"drops"`
 	} `json:"counters"`
 }
 
