@@ -378,7 +378,7 @@ func (a *netlinkAddrs) WatchRemoved(ctx context.Context, removed func(netip.Addr
 	var errs []error
 	for dev, m := range a.mgrs {
 		ch, err := m.Watch(ctx, netio.WatchOptions{OnError: func(err error) {
-			a.log.Warn("watching virtual addresses", slog.String("interface", dev), slog.Any("error", err))
+			a.log.Log(ctx, watchErrorLevel(err), "watching virtual addresses", slog.String("interface", dev), slog.Any("error", err))
 		}})
 		if err != nil {
 			errs = append(errs, err)
@@ -507,7 +507,7 @@ func (netioLinks) LinkUp(name string) (bool, error) {
 
 func (l netioLinks) WatchLinks(ctx context.Context, names []string, changed func(string, bool)) error {
 	ch, err := netio.WatchLinks(ctx, netio.WatchOptions{OnError: func(err error) {
-		l.log.Warn("watching links", slog.Any("error", err))
+		l.log.Log(ctx, watchErrorLevel(err), "watching links", slog.Any("error", err))
 	}}, names...)
 	if err != nil {
 		return err
@@ -516,4 +516,16 @@ func (l netioLinks) WatchLinks(ctx context.Context, names []string, changed func
 		changed(ev.Name, ev.Up && !ev.Deleted)
 	}
 	return ctx.Err()
+}
+
+// watchErrorLevel is the log level of a netlink watch's error report: what
+// the netlink library reports while its subscription goes on (mostly a
+// message it skipped, such as one from a sender that is not the kernel, seen
+// at start-up on Debian's 6.1 kernel) is a debug line; anything else, a lost
+// subscription above all, is a warning.
+func watchErrorLevel(err error) slog.Level {
+	if errors.Is(err, netio.ErrSubscriptionNotice) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }

@@ -261,9 +261,23 @@ type WatchOptions struct {
 	Buffer int
 	// OnError, if set, is told of subscription failures (a netlink socket
 	// overrun, say). The watch then subscribes again and re-checks, so no
-	// removal is missed; it may be reported twice.
+	// removal is missed; it may be reported twice. A subscription that ended
+	// is reported wrapping ErrSubscriptionLost. What the netlink library
+	// reports while its subscription runs wraps ErrSubscriptionNotice: mostly
+	// single messages it skipped (one from a sender that is not the kernel,
+	// say), worth a debug line; a receive error among them is followed by an
+	// ErrSubscriptionLost report.
 	OnError func(error)
 }
+
+// ErrSubscriptionNotice marks OnError reports that the netlink library made
+// while its subscription went on.
+var ErrSubscriptionNotice = errors.New("netlink subscription notice")
+
+// ErrSubscriptionLost marks OnError reports of a netlink subscription that
+// ended while the watch was still wanted (a socket overrun or a receive
+// error): the watch is subscribing again.
+var ErrSubscriptionLost = errors.New("netlink subscription lost")
 
 func (o *WatchOptions) buffer() int {
 	if o.Buffer > 0 {
@@ -322,6 +336,7 @@ func (m *VIPManager) Watch(ctx context.Context, opts WatchOptions) (<-chan VIPEv
 			}
 			// The subscription failed: subscribe again, then look for what
 			// was lost meanwhile.
+			opts.fail(fmt.Errorf("netio: watch addresses: %w; subscribing again", ErrSubscriptionLost))
 			for {
 				if !sleepCtx(ctx, resubscribeDelay) {
 					return
@@ -329,7 +344,7 @@ func (m *VIPManager) Watch(ctx context.Context, opts WatchOptions) (<-chan VIPEv
 				if sub, err = subscribeAddrs(ctx, opts); err == nil {
 					break
 				}
-				opts.fail(fmt.Errorf("netio: watch addresses: resubscribe: %w", err))
+				opts.fail(fmt.Errorf("netio: watch addresses: resubscribe: %w: %w", ErrSubscriptionLost, err))
 			}
 			for _, v := range m.Owned() {
 				if v, ok := m.checkGone(v.Addr(), opts); ok {
@@ -378,7 +393,7 @@ func subscribeAddrs(ctx context.Context, opts WatchOptions) (*addrSub, error) {
 		Namespace: opts.Namespace,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil {
-				opts.fail(fmt.Errorf("netio: address subscription: %w", err))
+				opts.fail(fmt.Errorf("netio: address subscription: %w: %w", ErrSubscriptionNotice, err))
 			}
 		},
 		ReceiveBufferSize: 1 << 20,
@@ -461,6 +476,7 @@ func WatchLinks(ctx context.Context, opts WatchOptions, names ...string) (<-chan
 			if ctx.Err() != nil {
 				return
 			}
+			opts.fail(fmt.Errorf("netio: watch links: %w; subscribing again", ErrSubscriptionLost))
 			for {
 				if !sleepCtx(ctx, resubscribeDelay) {
 					return
@@ -468,7 +484,7 @@ func WatchLinks(ctx context.Context, opts WatchOptions, names ...string) (<-chan
 				if sub, err = subscribeLinks(ctx, opts); err == nil {
 					break
 				}
-				opts.fail(fmt.Errorf("netio: watch links: resubscribe: %w", err))
+				opts.fail(fmt.Errorf("netio: watch links: resubscribe: %w: %w", ErrSubscriptionLost, err))
 			}
 		}
 	}()
@@ -490,7 +506,7 @@ func subscribeLinks(ctx context.Context, opts WatchOptions) (*linkSub, error) {
 		Namespace: opts.Namespace,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil {
-				opts.fail(fmt.Errorf("netio: link subscription: %w", err))
+				opts.fail(fmt.Errorf("netio: link subscription: %w: %w", ErrSubscriptionNotice, err))
 			}
 		},
 		ListExisting:      true,
