@@ -21,6 +21,11 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # peer in namespaces), chromium (the stats page in a real browser).
 DEB_PACKAGES := iproute2 systemd qemu-system-x86 busybox-static kmod xz-utils ipvsadm keepalived chromium
 
+# Debian packages make demo uses: iproute2 and util-linux (namespaces, unshare), the kernel lab
+# (qemu-system-x86, busybox-static, kmod, xz-utils) where the host kernel has no IPVS, and
+# ipvsadm (the kernel's own view of IPVS, shown beside fulcrum status).
+DEMO_PACKAGES := iproute2 util-linux qemu-system-x86 busybox-static kmod xz-utils ipvsadm
+
 # Reference tools the benchmarks run side by side (make bench only).
 BENCH_PACKAGES := haproxy nginx wrk
 
@@ -65,9 +70,14 @@ test: deps check build
 unit:
 	$(GO) test -short ./...
 
+# demo: the pair of examples/pair in network namespaces (examples/demo.sh), in the kernel lab
+# guest when this kernel has no IPVS. demokit plays the app servers and the client; labrun boots
+# the guest.
 demo: build
-	@if [ "$$(id -u)" = 0 ] && ! command -v ping >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping iproute2; fi
-	bash examples/demo.sh $(BIN)
+	@$(MAKE) --no-print-directory install-packages PACKAGES='$(DEMO_PACKAGES)'
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demokit ./lab/demokit
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/labrun ./lab/kernel/internal/labrun
+	bash examples/demo.sh $(BIN) bin/demokit bin/labrun
 
 # bench: side-by-side benchmarks against the reference tools, as root; each prints its report and
 # keeps it under bin/. See each package's doc for the method.

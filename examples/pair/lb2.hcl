@@ -1,20 +1,29 @@
 # lb2: the second node of a load-balancer pair, the classic keepalived + HAProxy pair as one
 # Fulcrum configuration. lb1.hcl is the same file with the other node's name, priorities and
-# unicast addresses. See docs/operations.md for deploying and operating the pair.
+# unicast addresses. See docs/operations.md for deploying and operating the pair; `make demo`
+# runs these two files, unchanged, on two nodes in network namespaces.
 #
 # Network (documentation ranges):
 #   eth0  front, 203.0.113.0/24:  lb1 203.0.113.2, lb2 203.0.113.3, service VIP 203.0.113.10
 #   eth1  back,  198.51.100.0/24: lb1 198.51.100.2, lb2 198.51.100.3, gateway VIP 198.51.100.1,
-#                                 app servers 198.51.100.21 and .22
+#                                 app servers 198.51.100.21, .22 and .23
 #
-# Two services on the front VIP:
-#   - 203.0.113.10:443 is IPVS in NAT mode: TCP passed through to the app servers, which terminate
-#     TLS themselves. With NAT the replies must go back through the active node, so the app
-#     servers' default gateway is the gateway VIP 198.51.100.1, held by the second VRRP instance.
-#   - 203.0.113.10:80 is the embedded HTTP proxy (HAProxy's frontend/backend). It binds the VIP
-#     with IP_FREEBIND, so it also starts on the backup node, before the VIP is there.
-#     To terminate TLS here as well, add a listener with a tls { certificate { cert_file key_file } }
-#     block (docs/config.md, "tls"); `fulcrum validate` loads those files, so they must exist.
+# Two kinds of service on the one front VIP:
+#   - 203.0.113.10:8000 is kernel IPVS in NAT mode (keepalived's virtual_server): TCP passed
+#     through to the app servers' port 8000. With NAT the replies must go back through the active
+#     node, so the app servers' default gateway is the gateway VIP 198.51.100.1, held by the
+#     second VRRP instance, which moves together with the first.
+#   - 203.0.113.10:443 and :80 are the embedded HTTP proxy (HAProxy's frontend/backend): TLS
+#     terminated here, a sticky cookie, a rate limit and a stats page; port 80 redirects to
+#     https. The listeners bind the VIP with IP_FREEBIND, so they also start on the backup node,
+#     before the VIP is there.
+#
+# Files beside this one (relative paths are relative to this file):
+#   tls/www.example.com.pem, tls/www.example.com.key   the certificate and its key
+#   secrets/sticky.key     the key that signs sticky cookies, the same on both nodes, so a
+#                          session stays on its server across a failover (16+ random bytes)
+#   secrets/stats.pass     the stats page's password
+# `fulcrum validate` reads them, so they must exist; `make demo` makes throwaway ones.
 
 node "lb2" {
   interfaces = ["eth0", "eth1"]
@@ -56,7 +65,7 @@ vrrp_instance "vi_front" {
   track_interface "eth1" {
     weight = -150
   }
-  track_service "tls_pass" {
+  track_service "api" {
     weight = -150
   }
   track_service "www" {
@@ -65,7 +74,7 @@ vrrp_instance "vi_front" {
 }
 
 # The app servers' gateway for the NAT replies. It tracks the same objects with the same weights
-# as vi_front, so both VIPs move together.
+# as vi_front, so both VIPs move together (drill both with `fulcrum failover -all`).
 vrrp_instance "vi_gw" {
   interface         = "eth1"
   virtual_router_id = 52
@@ -83,7 +92,7 @@ vrrp_instance "vi_gw" {
   track_interface "eth0" {
     weight = -150
   }
-  track_service "tls_pass" {
+  track_service "api" {
     weight = -150
   }
   track_service "www" {
@@ -92,31 +101,45 @@ vrrp_instance "vi_gw" {
 }
 
 # Layer 4 in the kernel: IPVS, as keepalived's virtual_server.
-virtual_server "tls_pass" {
-  address    = "203.0.113.10:443"
+virtual_server "api" {
+  address    = "203.0.113.10:8000"
   protocol   = "tcp"
   scheduler  = "wlc"
   forwarding = "nat"
 
   real_server "app1" {
-    address = "198.51.100.21:443"
+    address = "198.51.100.21:8000"
   }
   real_server "app2" {
-    address = "198.51.100.22:443"
+    address = "198.51.100.22:8000"
+  }
+  real_server "app3" {
+    address = "198.51.100.23:8000"
   }
 
+  # keepalived's TCP_CHECK: a failed server's weight goes to 0 (drained), and back when it passes.
   health_check "tcp" {
-    interval = "2s"
+    interval = "1s"
     timeout  = "1s"
     rise     = 2
-    fall     = 3
+    fall     = 2
   }
 }
 
-# Layer 7: HTTP reverse proxy, as HAProxy's frontend + backend.
+# Layer 7: HTTPS reverse proxy, as HAProxy's frontend + backend.
 proxy "www" {
+  listener "https" {
+    address = "203.0.113.10:443"
+    tls {
+      certificate "www" {
+        cert_file = "tls/www.example.com.pem"
+        key_file  = "tls/www.example.com.key"
+      }
+    }
+  }
   listener "http" {
-    address = "203.0.113.10:80"
+    address        = "203.0.113.10:80"
+    redirect_https = 301
   }
 
   backend "app" {
@@ -128,15 +151,42 @@ proxy "www" {
     server "app2" {
       address = "198.51.100.22:8080"
     }
+    server "app3" {
+      address = "198.51.100.23:8080"
+    }
+
+    # HAProxy's `cookie SRV insert indirect nocache`, signed with sticky_key.
+    sticky {
+      cookie = "SRV"
+    }
 
     health_check "http" {
       path          = "/healthz"
       expect_status = ["200"]
+      interval      = "1s"
+      rise          = 2
+      fall          = 2
     }
+  }
+
+  sticky_key = trimspace(file("secrets/sticky.key"))
+
+  # HAProxy's `http_req_rate(10s)` limit: 50 requests per 10 s per client address, then 429.
+  rate_limit {
+    requests = 50
+    per      = "10s"
   }
 
   timeouts {
     connect = "3s"
+  }
+
+  # HAProxy's `stats uri /stats` with `stats auth`: https://203.0.113.10/stats (;json for scripts).
+  stats {
+    path     = "/stats"
+    username = "admin"
+    password = trimspace(file("secrets/stats.pass"))
+    refresh  = "5s"
   }
 
   access_log = true

@@ -20,6 +20,7 @@ import (
 	"github.com/fulcrum-lb/fulcrum/lab/fulcrumbin"
 	"github.com/fulcrum-lb/fulcrum/lab/journal"
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
+	"github.com/fulcrum-lb/fulcrum/lab/pairfiles"
 	"github.com/fulcrum-lb/fulcrum/lab/require"
 )
 
@@ -337,13 +338,26 @@ func TestJournald(t *testing.T) {
 	j.WaitEntry(t, "SYSLOG_IDENTIFIER=fulcrum", "MESSAGE=agent stopped")
 }
 
-// TestExamplesValidate keeps every shipped example valid for this build.
+// TestExamplesValidate keeps every shipped example valid for this build. The examples are
+// validated in a copy of examples/, where the pair's folder gets the certificate and secret
+// files its configs name (make demo writes the same ones).
 func TestExamplesValidate(t *testing.T) {
-	files, err := filepath.Glob("../../examples/*.hcl")
+	src, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "examples")
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatalf("copy examples: %v", err)
+	}
+	if _, err := pairfiles.Write(filepath.Join(dst, "pair")); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dst, "*.hcl"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples found: %v", err)
 	}
-	more, _ := filepath.Glob("../../examples/*/*.hcl")
+	more, _ := filepath.Glob(filepath.Join(dst, "*", "*.hcl"))
 	files = append(files, more...)
 	out, err := exec.Command(binary, append([]string{"validate"}, files...)...).CombinedOutput()
 	if err != nil {
