@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +49,12 @@ type Options struct {
 	// JournalSocket is journald's native socket (default
 	// DefaultJournalSocket). Tests point it at a socket of their own.
 	JournalSocket string
+	// StateDir holds what the agent keeps across restarts: the IPVS
+	// ownership record with operator drains (ipvs-owned.json) and the proxy
+	// servers the operator disabled (proxy-disabled.json). Default: the
+	// first folder of $STATE_DIRECTORY (systemd's StateDirectory=), else
+	// DefaultStateDir.
+	StateDir string
 
 	// Test seams, settable only inside the package.
 	signals    <-chan os.Signal        // replaces signal.Notify when set
@@ -55,6 +62,19 @@ type Options struct {
 	allowPeer  func(uid uint32) bool   // replaces allowedPeer when set
 	getenv     func(key string) string // replaces os.Getenv when set
 	onReady    func()                  // called after READY=1 is sent
+}
+
+// DefaultStateDir is where the agent keeps state across restarts when
+// neither Options.StateDir nor $STATE_DIRECTORY names a folder.
+const DefaultStateDir = "/var/lib/fulcrum"
+
+// defaultStateDir is the first folder of $STATE_DIRECTORY (systemd sets it,
+// colon-separated, for StateDirectory=), else DefaultStateDir.
+func defaultStateDir(getenv func(string) string) string {
+	if first, _, _ := strings.Cut(getenv("STATE_DIRECTORY"), ":"); first != "" {
+		return first
+	}
+	return DefaultStateDir
 }
 
 // ErrStopping is the reload error once the agent is shutting down (or not
@@ -115,6 +135,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.getenv == nil {
 		opts.getenv = os.Getenv
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = defaultStateDir(opts.getenv)
 	}
 	if opts.Version.Go == "" {
 		opts.Version.Go = runtime.Version()
@@ -181,9 +204,10 @@ func New(opts Options) (*Agent, error) {
 
 	for _, f := range opts.subsystems {
 		a.subsystems = append(a.subsystems, f.new(subsystemDeps{
-			Log:     a.log.With(slog.String("subsystem", f.name)),
-			Events:  a.bus,
-			Metrics: a.metrics.registry,
+			Log:      a.log.With(slog.String("subsystem", f.name)),
+			Events:   a.bus,
+			Metrics:  a.metrics.registry,
+			StateDir: opts.StateDir,
 		}))
 	}
 	return a, nil

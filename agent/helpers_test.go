@@ -169,6 +169,7 @@ func newTestAgent(t *testing.T, cfg testConfig, mod ...func(*Options)) (*testAge
 		Notifier:      ta.notifier,
 		Version:       VersionInfo{Version: "v0.0.0-test", Commit: "abc123", Go: "go-test"},
 		JournalSocket: filepath.Join(dir, "no-journal"),
+		StateDir:      filepath.Join(dir, "state"),
 		signals:       ta.signals,
 		getenv:        func(string) string { return "" },
 	}

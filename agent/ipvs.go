@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,9 @@ const (
 // ipvsShutdownTimeout bounds the kernel work of a shutdown (removing the
 // services marked remove_on_shutdown).
 const ipvsShutdownTimeout = 30 * time.Second
+
+// ipvsStateFileName is the IPVS ownership record's name in the state folder.
+const ipvsStateFileName = "ipvs-owned.json"
 
 // ipvsOptions configure the ipvs subsystem; the zero value is production.
 type ipvsOptions struct {
@@ -154,6 +158,9 @@ func (v *ipvsVS) rsName(a netip.AddrPort) string {
 func newIPVSSubsystem(deps subsystemDeps, opts ipvsOptions) *ipvsSubsystem {
 	if opts.open == nil {
 		opts.open = openKernelIPVS
+	}
+	if opts.stateFile == "" && deps.StateDir != "" {
+		opts.stateFile = filepath.Join(deps.StateDir, ipvsStateFileName)
 	}
 	if opts.stateFile == "" {
 		opts.stateFile = ipvs.DefaultStateFile

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -67,6 +68,7 @@ type proxySubsystem struct {
 	disabled   map[string]bool   // serverKey → disabled by the operator
 	states     map[string]string // serverKey → last state observed (events)
 	unhealthy  map[string]bool   // serverKey → down by the health subsystem (health_proxy.go)
+	stateFile  string            // records disabled across restarts; "" keeps nothing
 
 	passive l7proxy.PassiveReporter // the health subsystem; set before the first Apply
 }
@@ -82,6 +84,16 @@ func newProxySubsystem(deps subsystemDeps) *proxySubsystem {
 		servers:  map[string]bool{},
 		disabled: map[string]bool{},
 		states:   map[string]string{},
+	}
+	if deps.StateDir != "" {
+		s.stateFile = filepath.Join(deps.StateDir, proxyStateFileName)
+		disabled, err := loadProxyDisabled(s.stateFile)
+		if err != nil {
+			// Not fatal: the proxy serves; the operator's disables are lost
+			// and the log says so.
+			s.log.Warn("proxy servers disabled before the restart are not known", slog.Any("error", err))
+		}
+		s.disabled = disabled
 	}
 	if deps.Metrics != nil {
 		deps.Metrics.MustRegister(newProxyCollector(s))
@@ -139,12 +151,19 @@ func (s *proxySubsystem) Apply(_ context.Context, cfg *config.Config) error {
 	s.servers = servers
 	// Operator overrides last while their server exists: a server whose
 	// address changed is a new server to l7proxy and must hear it again.
+	forgotten := false
 	for key := range s.disabled {
 		if !servers[key] {
 			delete(s.disabled, key)
+			forgotten = true
 			continue
 		}
 		s.pushHealthLocked(key)
+	}
+	if forgotten {
+		if err := saveProxyDisabled(s.stateFile, s.disabled); err != nil {
+			s.log.Warn("recording the disabled proxy servers", slog.Any("error", err))
+		}
 	}
 	for key := range s.unhealthy {
 		if servers[key] {

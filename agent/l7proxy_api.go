@@ -46,8 +46,9 @@ type ProxyServerResponse struct {
 
 // setDisabled takes a server out of its backend's rotation (disabled) or
 // back in. Requests in flight finish; a disabled server's sticky clients
-// move to another server. It lasts across reloads while the server stays
-// configured, not across agent restarts.
+// move to another server. It lasts across reloads and restarts while the
+// server stays configured (recorded in the state folder's
+// proxy-disabled.json). When the record cannot be written, nothing changes.
 func (s *proxySubsystem) setDisabled(req ProxyServerRequest, disabled bool) (ProxyServerResponse, error) {
 	if req.Proxy == "" || req.Backend == "" || req.Server == "" {
 		return ProxyServerResponse{}, fmt.Errorf("%w: name a proxy, a backend and a server", ErrBadProxyRequest)
@@ -63,10 +64,20 @@ func (s *proxySubsystem) setDisabled(req ProxyServerRequest, disabled bool) (Pro
 			ErrUnknownProxyServer, req.Server, req.Backend, req.Proxy, s.serverNamesLocked(req.Proxy, req.Backend))
 	}
 	changed := s.disabled[key] != disabled
-	if disabled {
-		s.disabled[key] = true
-	} else {
-		delete(s.disabled, key)
+	if changed {
+		next := make(map[string]bool, len(s.disabled)+1)
+		for k := range s.disabled {
+			next[k] = true
+		}
+		if disabled {
+			next[key] = true
+		} else {
+			delete(next, key)
+		}
+		if err := saveProxyDisabled(s.stateFile, next); err != nil {
+			return ProxyServerResponse{}, err
+		}
+		s.disabled = next
 	}
 	if err := s.pushHealthLocked(key); err != nil {
 		return ProxyServerResponse{}, err

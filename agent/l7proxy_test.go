@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -906,4 +907,73 @@ func TestProxySubsystemIsWired(t *testing.T) {
 		return
 	}
 	t.Fatal("no l7proxy subsystem")
+}
+
+// TestProxyDisableAcrossRestart: a disable is recorded in the state folder
+// and holds in the next agent; a record that cannot be written changes
+// nothing.
+func TestProxyDisableAcrossRestart(t *testing.T) {
+	app1, app2 := newProxyBackend(t, "app1"), newProxyBackend(t, "app2")
+	www := freeAddr(t, "127.0.0.1")
+	state := t.TempDir()
+	withState := func(o *Options) { o.StateDir = state }
+	ctx := context.Background()
+	req := ProxyServerRequest{Proxy: "www", Backend: "app", Server: "app1"}
+
+	first := startAgent(t, testConfig{extra: proxyBlock("www", www, "", app1, app2)}, withState)
+	if _, err := first.client().ProxyDisable(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(state, proxyStateFileName))
+	if err != nil || !strings.Contains(string(b), `"www/app/app1"`) {
+		t.Fatalf("state file: %q %v", b, err)
+	}
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startAgent(t, testConfig{extra: proxyBlock("www", www, "", app1, app2)}, withState)
+	for range 4 {
+		if _, body := get(t, "http://"+www+"/"); !strings.HasPrefix(body, "app2") {
+			t.Fatalf("after a restart a disabled server got a request: %q", body)
+		}
+	}
+	if st, _ := proxyDetail(t, second.Agent); !strings.Contains(st.State, "1 disabled") {
+		t.Errorf("state after restart %q", st.State)
+	}
+	if _, err := second.client().ProxyEnable(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(state, proxyStateFileName)); strings.Contains(string(b), "app1") {
+		t.Errorf("enable left the record: %s", b)
+	}
+	if err := second.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	// A state folder that cannot be made (its parent is a file): the
+	// disable fails and the server keeps serving.
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := startAgent(t, testConfig{extra: proxyBlock("www", www, "", app1, app2)}, func(o *Options) { o.StateDir = filepath.Join(blocker, "state") })
+	if _, err := third.client().ProxyDisable(ctx, req); err == nil {
+		t.Fatal("a disable that cannot be recorded succeeded")
+	}
+	if st, _ := proxyDetail(t, third.Agent); strings.Contains(st.State, "disabled") {
+		t.Errorf("a failed disable changed the state: %q", st.State)
+	}
+}
+
+func TestDefaultStateDir(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	if got := defaultStateDir(getenv); got != DefaultStateDir {
+		t.Errorf("no STATE_DIRECTORY: %q", got)
+	}
+	env["STATE_DIRECTORY"] = "/var/lib/fulcrum-a:/var/lib/other"
+	if got := defaultStateDir(getenv); got != "/var/lib/fulcrum-a" {
+		t.Errorf("STATE_DIRECTORY list: %q", got)
+	}
 }

@@ -41,6 +41,9 @@ type subsystemDeps struct {
 	Log     *slog.Logger          // already carries subsystem=<name>
 	Events  Publisher             // the agent's event bus
 	Metrics prometheus.Registerer // the agent's registry
+	// StateDir is the folder for state kept across restarts (Options.StateDir);
+	// empty in unit tests that build a subsystem alone: nothing is kept.
+	StateDir string
 }
 
 // subsystemFactory builds one subsystem.

@@ -11,10 +11,11 @@ import (
 
 // runAgent runs the node agent in the foreground until SIGTERM/SIGINT.
 func runAgent(args []string, _, stderr io.Writer) int {
-	fs := newFlagSet("agent", "-config PATH [-log-level LEVEL] [-log-target TARGET]", stderr)
+	fs := newFlagSet("agent", "-config PATH [-log-level LEVEL] [-log-target TARGET] [-state-dir DIR]", stderr)
 	configPath := fs.String("config", "", "node config file (required)")
 	logLevel := fs.String("log-level", "", "debug|info|warn|error; overrides log.level of the config")
 	logTarget := fs.String("log-target", "", "auto|journald|stderr; overrides log.target of the config")
+	stateDir := fs.String("state-dir", "", "folder for state kept across restarts (IPVS ownership and drains, disabled proxy servers); default $STATE_DIRECTORY, else "+agent.DefaultStateDir)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -43,6 +44,7 @@ func runAgent(args []string, _, stderr io.Writer) int {
 		ConfigPath: *configPath,
 		LogLevel:   *logLevel,
 		LogTarget:  *logTarget,
+		StateDir:   *stateDir,
 		Stderr:     stderr,
 		Version:    buildVersion(),
 	})

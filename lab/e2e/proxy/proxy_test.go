@@ -82,7 +82,7 @@ func (a *agent) write(t *testing.T, body string) {
 // start runs the agent and waits until its control socket answers.
 func (a *agent) start(t *testing.T) {
 	t.Helper()
-	a.proc = netns.StartCmd(t, "fulcrum-agent", exec.Command(binary, "agent", "-config", a.config))
+	a.proc = netns.StartCmd(t, "fulcrum-agent", exec.Command(binary, "agent", "-config", a.config, "-state-dir", filepath.Join(filepath.Dir(a.config), "state")))
 	deadline := time.Now().Add(hangGuard)
 	for {
 		if c, err := net.Dial("unix", a.socket); err == nil {
