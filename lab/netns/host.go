@@ -151,7 +151,7 @@ func (h *Host) remove() {
 		cleanups[i]()
 	}
 	_ = h.ns.handle(func(nl *netlink.Handle) error {
-		links, err := nl.LinkList()
+		links, err := retryDump(nl.LinkList)
 		if err != nil {
 			return err
 		}
@@ -328,7 +328,7 @@ func (h *Host) DelAddr(iface, prefix string) error {
 func (h *Host) ListAddrs(iface string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	err := h.Netlink(func(nl *netlink.Handle) error {
-		links, err := nl.LinkList()
+		links, err := retryDump(nl.LinkList)
 		if err != nil {
 			return err
 		}
@@ -337,7 +337,7 @@ func (h *Host) ListAddrs(iface string) ([]netip.Prefix, error) {
 			if (iface == "" && name == "lo") || (iface != "" && name != iface) {
 				continue
 			}
-			addrs, err := nl.AddrList(l, netlink.FAMILY_ALL)
+			addrs, err := retryDump(func() ([]netlink.Addr, error) { return nl.AddrList(l, netlink.FAMILY_ALL) })
 			if err != nil {
 				return err
 			}
@@ -457,6 +457,17 @@ func nlAddr(p netip.Prefix, opts Options) *netlink.Addr {
 	return a
 }
 
+// retryDump runs a netlink dump again, up to five times, while the kernel
+// reports it interrupted (the table changed while it was sent).
+func retryDump[T any](dump func() (T, error)) (T, error) {
+	for i := 1; ; i++ {
+		v, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 5 {
+			return v, err
+		}
+	}
+}
+
 func addAddrs(nl *netlink.Handle, iface string, ps []netip.Prefix, opts Options) error {
 	l, err := nl.LinkByName(iface)
 	if err != nil {
@@ -500,7 +511,7 @@ func makeVeth(a, b vethEnd, opts Options) (macA, macB net.HardwareAddr, err erro
 		// ifindex equals its peer's (both 2 in two fresh namespaces, say) does not count as a
 		// stacked device for linkwatch, so its carrier change is delayed up to a second, and
 		// IPv6 stays tentative (no neighbour advertisements) until then.
-		links, err := nla.LinkList()
+		links, err := retryDump(nla.LinkList)
 		if err != nil {
 			return err
 		}
@@ -570,6 +581,10 @@ func waitReady(e vethEnd) error {
 				return nil
 			}
 			addrs, err := nl.AddrList(l, netlink.FAMILY_V6)
+			if errors.Is(err, netlink.ErrDumpInterrupted) {
+				why = "address dump interrupted" // addresses are changing: look again
+				return nil
+			}
 			if err != nil {
 				return err
 			}

@@ -208,13 +208,29 @@ func (m *VIPManager) Remove(v VIP) error {
 	return nil
 }
 
+// dumpAttempts bounds retryDump: an interrupted dump means the table changed
+// while the kernel sent it (NLM_F_DUMP_INTR); on a busy host a second or
+// third try gets a consistent one.
+const dumpAttempts = 5
+
+// retryDump runs a netlink dump again while the kernel reports it
+// interrupted (netlink.ErrDumpInterrupted: results may be inconsistent).
+func retryDump[T any](dump func() (T, error)) (T, error) {
+	for i := 1; ; i++ {
+		v, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == dumpAttempts {
+			return v, err
+		}
+	}
+}
+
 // find lists the entries of address a on link l.
 func (m *VIPManager) find(l netlink.Link, a netip.Addr) ([]netlink.Addr, error) {
 	family := netlink.FAMILY_V4
 	if a.Is6() {
 		family = netlink.FAMILY_V6
 	}
-	list, err := m.nl.AddrList(l, family)
+	list, err := retryDump(func() ([]netlink.Addr, error) { return m.nl.AddrList(l, family) })
 	if err != nil {
 		return nil, fmt.Errorf("netio: addresses of %s: %w", m.iface, err)
 	}
