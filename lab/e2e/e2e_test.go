@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,22 +64,7 @@ func newNode(t *testing.T, name string) *node {
 func (n *node) start(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	n.proc = netns.StartCmd(t, "fulcrum-agent", cmd)
-	deadline := time.Now().Add(hangGuard)
-	for {
-		if c, err := net.Dial("unix", n.socket); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-n.proc.Done():
-			t.Fatalf("agent exited before serving: %v\n%s", n.proc.Err(), n.proc.Output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent never opened %s\n%s", n.socket, n.proc.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fulcrumbin.WaitSocket(t, n.proc, n.socket, hangGuard)
 }
 
 func (n *node) agentCmd(extra ...string) *exec.Cmd {
@@ -90,19 +74,7 @@ func (n *node) agentCmd(extra ...string) *exec.Cmd {
 // cli runs a fulcrum client subcommand against this node's socket.
 func (n *node) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append(args, "-socket", n.socket)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("fulcrum %v: %v", args, err)
-	}
-	return out.String(), code
+	return fulcrumbin.CLI(t, binary, n.socket, hangGuard, args...)
 }
 
 type status struct {
@@ -154,17 +126,7 @@ func (n *node) waitStatus(t *testing.T, what string, ok func(status) bool) statu
 // stop sends SIGTERM and checks a clean exit that removed the socket.
 func (n *node) stop(t *testing.T) {
 	t.Helper()
-	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-n.proc.Done():
-	case <-time.After(hangGuard):
-		t.Fatalf("agent did not stop on SIGTERM\n%s", n.proc.Output())
-	}
-	if err := n.proc.Err(); err != nil {
-		t.Fatalf("agent exited with %v\n%s", err, n.proc.Output())
-	}
+	fulcrumbin.Stop(t, n.proc, hangGuard)
 	if _, err := os.Stat(n.socket); !os.IsNotExist(err) {
 		t.Errorf("control socket %s left behind (stat: %v)", n.socket, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-lb/fulcrum/ipvs"
+	"github.com/fulcrum-lb/fulcrum/lab/fulcrumbin"
 	"github.com/fulcrum-lb/fulcrum/lab/kernel"
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
 )
@@ -136,7 +137,7 @@ func (b *bed) start(t *testing.T) {
 	t.Helper()
 	cmd := b.director.Command(context.Background(), binary, "agent", "-config", b.agent.config)
 	b.proc = netns.StartCmd(b.t, "director: fulcrum agent", cmd)
-	b.agent.waitSocket(t, b.proc.Done(), b.proc.Output)
+	fulcrumbin.WaitSocket(t, b.proc, b.agent.socket, hangGuard)
 	b.agent.waitIPVS(t, "the virtual server in the kernel", func(is ipvsStatus) bool {
 		return strings.HasPrefix(is.State, "running") && len(is.Detail.Services) == 1 && is.Detail.Services[0].InSync
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrum-lb/fulcrum/lab/fulcrumbin"
 	"github.com/fulcrum-lb/fulcrum/lab/kernel"
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
 )
@@ -53,7 +54,7 @@ virtual_server "web" {
 		t.Fatal(err)
 	}
 	proc := lb.Start(t, binary, "agent", "-config", a.config)
-	a.waitSocket(t, proc.Done(), proc.Output)
+	fulcrumbin.WaitSocket(t, proc, a.socket, hangGuard)
 
 	var st agentStatus
 	deadline := time.Now().Add(hangGuard)

@@ -12,7 +12,6 @@ package ipvse2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -112,19 +111,7 @@ type agentProc struct {
 // cli runs a fulcrum client command against the agent's socket.
 func (a *agentProc) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append(args, "-socket", a.socket)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("fulcrum %v: %v", args, err)
-	}
-	return out.String(), code
+	return fulcrumbin.CLI(t, binary, a.socket, hangGuard, args...)
 }
 
 // ipvsStatus is the part of `fulcrum status -json` these tests read.
@@ -194,27 +181,6 @@ func (a *agentProc) waitIPVS(t *testing.T, what string, ok func(ipvsStatus) bool
 			t.Fatalf("timed out waiting for %s; ipvs status %+v", what, is)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// waitSocket waits until the agent answers on its socket, or fails if done closes first.
-func (a *agentProc) waitSocket(t *testing.T, done <-chan struct{}, output func() string) {
-	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for {
-		if c, err := net.Dial("unix", a.socket); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			t.Fatalf("agent exited before serving\n%s", output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent never opened %s\n%s", a.socket, output())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -9,7 +9,6 @@
 package proxye2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,7 +29,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,57 +80,20 @@ func (a *agent) write(t *testing.T, body string) {
 // start runs the agent and waits until its control socket answers.
 func (a *agent) start(t *testing.T) {
 	t.Helper()
-	a.proc = netns.StartCmd(t, "fulcrum-agent", exec.Command(binary, "agent", "-config", a.config, "-state-dir", filepath.Join(filepath.Dir(a.config), "state")))
-	deadline := time.Now().Add(hangGuard)
-	for {
-		if c, err := net.Dial("unix", a.socket); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-a.proc.Done():
-			t.Fatalf("agent exited before serving: %v\n%s", a.proc.Err(), a.proc.Output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent never opened %s\n%s", a.socket, a.proc.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	a.proc = netns.StartCmd(t, "fulcrum-agent", exec.Command(binary, "agent", "-config", a.config, "-state-dir", filepath.Join(a.dir, "state")))
+	fulcrumbin.WaitSocket(t, a.proc, a.socket, hangGuard)
 }
 
 // stop sends SIGTERM and expects a clean exit.
 func (a *agent) stop(t *testing.T) {
 	t.Helper()
-	if err := a.proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-a.proc.Done():
-	case <-time.After(hangGuard):
-		t.Fatalf("agent did not stop on SIGTERM\n%s", a.proc.Output())
-	}
-	if err := a.proc.Err(); err != nil {
-		t.Fatalf("agent exited with %v\n%s", err, a.proc.Output())
-	}
+	fulcrumbin.Stop(t, a.proc, hangGuard)
 }
 
 // cli runs a fulcrum client subcommand against this agent's socket.
 func (a *agent) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append(args, "-socket", a.socket)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("fulcrum %v: %v", args, err)
-	}
-	return out.String(), code
+	return fulcrumbin.CLI(t, binary, a.socket, hangGuard, args...)
 }
 
 // proxyStatus is the part of `fulcrum status -json` these tests read.
