@@ -282,16 +282,27 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request, streams con
 // maxRequestBody bounds the JSON bodies the control API reads.
 const maxRequestBody = 64 << 10
 
+// decodeRequest reads a request body of type T (at most maxRequestBody,
+// no unknown fields; an empty body is the zero T). On a bad body it answers
+// 400, naming what (e.g. "failover"), and returns false.
+func decodeRequest[T any](w http.ResponseWriter, r *http.Request, what string) (T, bool) {
+	var req T
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "bad "+what+" request: "+err.Error())
+		return req, false
+	}
+	return req, true
+}
+
 // handleFailover runs a VRRP failover drill (FailoverRequest). Request
 // problems are 400, an unknown instance 404, no VRRP configured 409; a
 // drill that ran answers 200 with per-instance results, ok false if any
 // failed.
 func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, "bad failover request: "+err.Error())
+	req, ok := decodeRequest[FailoverRequest](w, r, "failover")
+	if !ok {
 		return
 	}
 	res, err := a.Failover(r.Context(), req)

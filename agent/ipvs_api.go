@@ -230,11 +230,8 @@ func ipvsErrorCode(err error) int {
 
 func (a *Agent) handleIPVSOverride(drained bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req IPVSOverrideRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, "bad IPVS request: "+err.Error())
+		req, ok := decodeRequest[IPVSOverrideRequest](w, r, "IPVS")
+		if !ok {
 			return
 		}
 		do := a.IPVSEnable

@@ -140,8 +140,9 @@ func (a *Agent) proxySubsystem() *proxySubsystem {
 
 // ProxyDisable takes a proxy server out of rotation until ProxyEnable
 // (HAProxy's `disable server`, state MAINT): no new requests, sticky
-// clients move, requests in flight finish. It lasts across reloads while
-// the server stays configured, not across restarts.
+// clients move, requests in flight finish. It lasts across reloads and
+// restarts (the state folder's proxy-disabled.json) while the server stays
+// configured.
 func (a *Agent) ProxyDisable(req ProxyServerRequest) (ProxyServerResponse, error) {
 	p := a.proxySubsystem()
 	if p == nil {
@@ -173,11 +174,8 @@ func proxyErrorCode(err error) int {
 
 func (a *Agent) handleProxyServer(disabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req ProxyServerRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, "bad proxy request: "+err.Error())
+		req, ok := decodeRequest[ProxyServerRequest](w, r, "proxy")
+		if !ok {
 			return
 		}
 		do := a.ProxyEnable
