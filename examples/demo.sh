@@ -25,9 +25,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-bin=$(readlink -f "${1:-bin/fulcrum}")
-kit=$(readlink -f "${2:-bin/demokit}")
-labrun=$(readlink -f "${3:-bin/labrun}")
+bin=$(readlink -m "${1:-bin/fulcrum}")
+kit=$(readlink -m "${2:-bin/demokit}")
+labrun=$(readlink -m "${3:-bin/labrun}") # -m: it need not exist (the guest never uses it)
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '   %s\n' "$*"; }
