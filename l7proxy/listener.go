@@ -69,6 +69,11 @@ type socket struct {
 	srv   *http.Server
 	front *frontListener
 	key   serverSettings
+
+	// loop serves HTTP/1 connections first (h1server.go); handoff carries the connections it
+	// gives to the socket's current server.
+	loop    *connLoop
+	handoff chan net.Conn
 }
 
 // socketCur is the current listener of a socket; changed is closed when it is replaced.
@@ -86,7 +91,8 @@ func (s *socket) setCurrent(l *listenerRT) {
 }
 
 func newSocket(addr netip.AddrPort, ln net.Listener, log *slog.Logger) *socket {
-	s := &socket{addr: addr, ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	s := &socket{addr: addr, ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), handoff: make(chan net.Conn)}
+	s.loop = newConnLoop(s)
 	s.wg.Go(func() { s.acceptLoop(log) })
 	return s
 }
@@ -151,6 +157,8 @@ func (f *frontListener) Accept() (net.Conn, error) {
 		if sem != nil {
 			select {
 			case sem <- struct{}{}:
+			case c := <-f.sock.handoff:
+				return c, nil
 			case <-cur.changed:
 				continue
 			case <-f.done:
@@ -160,6 +168,11 @@ func (f *frontListener) Accept() (net.Conn, error) {
 		var raw net.Conn
 		select {
 		case raw = <-f.sock.conns:
+		case c := <-f.sock.handoff:
+			if sem != nil {
+				<-sem
+			}
+			return c, nil
 		case <-cur.changed:
 			if sem != nil {
 				<-sem
@@ -174,10 +187,17 @@ func (f *frontListener) Accept() (net.Conn, error) {
 		c := &clientConn{Conn: raw, l: l, sem: sem}
 		l.proxy.state.activeConns.Add(1)
 		l.proxy.state.totalConns.Add(1)
+		var nc net.Conn = c
+		var tc *tls.Conn
 		if l.tls != nil {
-			return tls.Server(c, l.tls.cfg), nil
+			tc = tls.Server(c, l.tls.cfg)
+			nc = tc
 		}
-		return c, nil
+		// HTTP/1 connections are the connection loop's; it hands to this server what it
+		// does not serve itself.
+		if !f.sock.loop.start(nc, c, tc) {
+			nc.Close()
+		}
 	}
 }
 
@@ -301,6 +321,9 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // connOf finds the clientConn under a connection handed to http.Server.
 func connOf(c net.Conn) *clientConn {
+	if r, ok := c.(*replayConn); ok {
+		return r.cc
+	}
 	if t, ok := c.(*tls.Conn); ok {
 		c = t.NetConn()
 	}
