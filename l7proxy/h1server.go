@@ -1040,7 +1040,7 @@ func parseResponseHead(head string, p *loopResp) error {
 	}
 	proto, line, ok := strings.Cut(line, " ")
 	switch {
-	case !ok:
+	case !ok || !validValue(line):
 		return errBadResponse
 	case proto == "HTTP/1.1":
 	case proto == "HTTP/1.0":
@@ -1076,7 +1076,7 @@ func parseResponseHead(head string, p *loopResp) error {
 		switch {
 		case strings.EqualFold(k, "Content-Length"):
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || p.length >= 0 && p.length != n {
+			if err != nil || n < 0 || v[0] < '0' || v[0] > '9' || p.length >= 0 && p.length != n {
 				return errBadResponse
 			}
 			p.length = n
