@@ -26,17 +26,38 @@
 //
 // # Forwarding
 //
-// Requests are forwarded with net/http/httputil.ReverseProxy: the Host header is preserved,
-// X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are set (incoming values are
-// trusted only from ProxyOptions.TrustedProxies), request and response headers are edited,
-// WebSocket upgrades pass through, and a PROXY protocol header can be sent to the servers of a
-// backend (such connections are not reused across requests). A connection failure is retried on
-// another server when the request is idempotent or has no body.
+// Every HTTP/1 client connection (plain, or TLS that did not negotiate h2 by ALPN) is served
+// first by a connection loop of the package's own (h1server.go): one goroutine per connection
+// reads request heads into a reused buffer and parses them strictly; a simple request (no body,
+// no Upgrade, Expect or Trailer, an origin-form target without escapes in its path, Connection
+// naming nothing but close or keep-alive, routed to a backend without PROXY header) is forwarded
+// over a pooled keep-alive server connection with one write, the response head is read by the
+// loop's own parser, and head and small body go to the client in one write. That is a read and
+// a write on each side per keep-alive request, as HAProxy does. Rate limiting (429), sticky
+// cookies, forwarding headers, header edits, retries, passive health, counters and the access
+// log all apply on the loop. Timeouts are kept lazily: a deadline is pushed on only when less
+// than 7/8 of its timeout is left, so the idle, header, client and server timeouts may fire up to
+// an eighth early, and keep-alive requests rarely touch the timers. The loop reads the socket's
+// current listener per request, so a reload never interrupts its connections.
 //
-// Simple HTTP/1 requests (no body, no Upgrade, Expect or trailers, to a backend without PROXY
-// header) skip ReverseProxy: the handler writes the outbound head straight into a pooled server
-// connection and copies the response itself (fast.go), with the same result as ReverseProxy
-// (TestFastPathMatchesReverseProxy compares the two).
+// Everything else (request bodies, WebSocket and h2c upgrades, HTTP/2 prior knowledge, the
+// statistics page, HTTPS redirects, a head the parser doubts or larger than 8 KiB) hands the
+// connection, with the bytes already read replayed in front, to the socket's net/http server,
+// which serves it from then on: its answers to malformed input (400, 431, ...) are net/http's,
+// and the fuzz tests (FuzzRequestHead, FuzzResponseHead) check that every head the loop accepts
+// net/http reads the same way. There requests are forwarded with net/http/httputil.ReverseProxy:
+// the Host header is preserved, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and
+// X-Real-IP are set (incoming values are trusted only from ProxyOptions.TrustedProxies), request
+// and response headers are edited, WebSocket upgrades pass through, and a PROXY protocol header
+// can be sent to the servers of a backend (such connections are not reused across requests). A
+// connection failure is retried on another server when the request is idempotent or has no body.
+//
+// On connections net/http serves, simple HTTP/1 requests (no body, no Upgrade, Expect or
+// trailers, to a backend without PROXY header) skip ReverseProxy: the handler writes the
+// outbound head straight into a pooled server connection and copies the response itself
+// (fast.go), with the same result as ReverseProxy (TestFastPathMatchesReverseProxy compares the
+// two). Client connections get no TCP keep-alive probes (HAProxy's default); the idle and client
+// timeouts bound them.
 //
 // # Balancing and health
 //

@@ -118,8 +118,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	req := &request{}
 	rs := &req.rs
-	rs.pr, rs.tls = pr, r.TLS != nil
 	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	// A TLS connection the connection loop handed over with bytes it had read is not a
+	// *tls.Conn to net/http: the connection knows.
+	rs.pr, rs.tls = pr, r.TLS != nil || cc != nil && cc.l.tls != nil
 	if cc != nil {
 		rs.peer, rs.local, rs.peerStr = cc.client, cc.localAP, cc.clientStr
 		if r.ProtoMajor == 1 {
@@ -257,7 +259,12 @@ func (pr *proxyRT) forward(w http.ResponseWriter, r *http.Request, req *request,
 
 // route picks the backend: the first matching route, else the default backend.
 func (pr *proxyRT) route(r *http.Request) *backend {
-	host := strings.ToLower(r.Host)
+	return pr.routeHostPath(r.Host, r.URL.Path)
+}
+
+// routeHostPath is route for a request's Host and (unescaped) path.
+func (pr *proxyRT) routeHostPath(host, path string) *backend {
+	host = strings.ToLower(host)
 	if strings.IndexByte(host, ':') >= 0 {
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
@@ -268,7 +275,7 @@ func (pr *proxyRT) route(r *http.Request) *backend {
 		if rt.Host != "" && !hostMatch(strings.ToLower(rt.Host), host) {
 			continue
 		}
-		if rt.PathPrefix != "" && !strings.HasPrefix(r.URL.Path, rt.PathPrefix) {
+		if rt.PathPrefix != "" && !strings.HasPrefix(path, rt.PathPrefix) {
 			continue
 		}
 		return pr.byName[rt.Backend]
@@ -299,8 +306,12 @@ func (pr *proxyRT) clientAddr(peer netip.AddrPort, h http.Header) netip.AddrPort
 	if !pr.trusted(peer.Addr()) {
 		return peer
 	}
+	return clientFromHops(pr, peer, forwardedFor(h))
+}
+
+// clientFromHops is clientAddr with the X-Forwarded-For hops of a trusted peer.
+func clientFromHops(pr *proxyRT, peer netip.AddrPort, hops []string) netip.AddrPort {
 	client := peer
-	hops := forwardedFor(h)
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(hops[i])
 		if err != nil {

@@ -38,6 +38,7 @@ type h1Conn struct {
 	client   *h1Client
 	addr     string
 	idleFrom time.Time
+	rdl      time.Time // read deadline the connection loop keeps lazily (zero: none)
 }
 
 func newH1Client(t Timeouts) *h1Client {
@@ -175,6 +176,10 @@ func (c *h1Conn) roundTrip(req *http.Request, headerTimeout time.Duration, hw he
 	if err := werr; err != nil {
 		return nil, &staleErr{err}
 	}
+	if headerTimeout <= 0 && !c.rdl.IsZero() {
+		c.c.SetReadDeadline(time.Time{})
+	}
+	c.rdl = time.Time{} // cleared below in any case
 	ctx := req.Context()
 	// The client going away aborts the wait for the response, as with http.Transport.
 	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(aLongTimeAgo) })

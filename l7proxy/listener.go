@@ -21,7 +21,10 @@ import (
 // listenFreebind binds a TCP listener with IP_FREEBIND (IPV6_FREEBIND for IPv6), so an address
 // not (yet) configured on the host, such as a VRRP virtual IP on a backup node, binds at once.
 func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+	// KeepAlive -1: no TCP keep-alive probes on client connections (HAProxy's default, no
+	// clitcpka); the idle and client timeouts bound them. Go would otherwise make four
+	// setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			if addr.Addr().Is4() {
@@ -50,25 +53,33 @@ func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, err
 }
 
 // socket is a bound listening socket. It outlives generations: Apply keeps the socket of an
-// address that stays, and each generation's http.Server accepts from it through a
-// frontListener. One goroutine accepts and hands connections over a channel.
+// address that stays. One goroutine accepts, applies the current listener's options to every
+// connection (limits, PROXY protocol, TLS) and starts it on the socket's connection loop
+// (h1server.go), which hands what it does not serve to the socket's http.Server through a
+// frontListener. The listener is taken per connection, so a connection accepted before a
+// reload keeps the connection-level settings it was accepted with.
 type socket struct {
 	addr  netip.AddrPort
 	ln    net.Listener
-	conns chan net.Conn
 	done  chan struct{}
+	ready chan struct{} // closed when the socket first gets a listener
 	once  sync.Once
 	wg    sync.WaitGroup
 
-	// cur is the listener of the active generation on this socket: the long-lived server
-	// below routes every request and accepts every connection by it, so a reload swaps it
-	// without shutting down the server that owns the socket's connections.
+	// cur is the listener of the active generation on this socket: the connection loop and
+	// the long-lived server below route every request and accept every connection by it, so
+	// a reload swaps it without shutting down the server that owns the socket's connections.
 	cur atomic.Pointer[socketCur]
 	// The server of the socket and the settings it was built with; guarded by Proxy.mu. It
 	// is replaced only when settings net/http reads from http.Server change.
 	srv   *http.Server
 	front *frontListener
 	key   serverSettings
+
+	// loop serves HTTP/1 connections first; handoff carries the connections it gives to the
+	// socket's current server.
+	loop    *connLoop
+	handoff chan net.Conn
 }
 
 // socketCur is the current listener of a socket; changed is closed when it is replaced.
@@ -82,20 +93,44 @@ func (s *socket) setCurrent(l *listenerRT) {
 	old := s.cur.Swap(&socketCur{l: l, changed: make(chan struct{})})
 	if old != nil {
 		close(old.changed)
+	} else {
+		close(s.ready)
 	}
 }
 
 func newSocket(addr netip.AddrPort, ln net.Listener, log *slog.Logger) *socket {
-	s := &socket{addr: addr, ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	s := &socket{addr: addr, ln: ln, done: make(chan struct{}), ready: make(chan struct{}), handoff: make(chan net.Conn)}
+	s.loop = newConnLoop(s)
 	s.wg.Go(func() { s.acceptLoop(log) })
 	return s
 }
 
 func (s *socket) acceptLoop(log *slog.Logger) {
+	select {
+	case <-s.ready:
+	case <-s.done:
+		return
+	}
 	var backoff time.Duration
 	for {
+		// A proxy's max_connections: wait for a slot before accepting (excess connections
+		// wait in the kernel's backlog).
+		cur := s.cur.Load()
+		sem := cur.l.proxy.connSem
+		if sem != nil {
+			select {
+			case sem <- struct{}{}:
+			case <-cur.changed:
+				continue
+			case <-s.done:
+				return
+			}
+		}
 		c, err := s.ln.Accept()
 		if err != nil {
+			if sem != nil {
+				<-sem
+			}
 			select {
 			case <-s.done:
 				return
@@ -115,12 +150,38 @@ func (s *socket) acceptLoop(log *slog.Logger) {
 			continue
 		}
 		backoff = 0
-		select {
-		case s.conns <- c:
-		case <-s.done:
-			c.Close()
-			return
+		l := s.cur.Load().l
+		if l.proxy.connSem != sem {
+			// Reloaded while accepting: the slot is the new proxy's to give.
+			if sem != nil {
+				<-sem
+			}
+			if sem = l.proxy.connSem; sem != nil {
+				select {
+				case sem <- struct{}{}:
+				case <-s.done:
+					c.Close()
+					return
+				}
+			}
 		}
+		s.startConn(c, l, sem)
+	}
+}
+
+// startConn starts an accepted connection on the connection loop.
+func (s *socket) startConn(raw net.Conn, l *listenerRT, sem chan struct{}) {
+	c := &clientConn{Conn: raw, l: l, sem: sem}
+	l.proxy.state.activeConns.Add(1)
+	l.proxy.state.totalConns.Add(1)
+	var nc net.Conn = c
+	var tc *tls.Conn
+	if l.tls != nil {
+		tc = tls.Server(c, l.tls.cfg)
+		nc = tc
+	}
+	if !s.loop.start(nc, c, tc) {
+		nc.Close()
 	}
 }
 
@@ -133,10 +194,8 @@ func (s *socket) close() {
 	s.wg.Wait()
 }
 
-// frontListener is a server's view of a socket: it applies the current listener's options
-// to every connection (limits, PROXY protocol, TLS) and stops (without closing the socket) when
-// the server is retired. The listener is taken per connection, so a connection accepted
-// before a reload keeps the connection-level settings it was accepted with.
+// frontListener is a server's view of a socket: the connections the connection loop hands
+// over. It stops (without closing the socket) when the server is retired.
 type frontListener struct {
 	sock *socket
 	done chan struct{}
@@ -144,40 +203,11 @@ type frontListener struct {
 }
 
 func (f *frontListener) Accept() (net.Conn, error) {
-	for {
-		cur := f.sock.cur.Load()
-		l := cur.l
-		sem := l.proxy.connSem
-		if sem != nil {
-			select {
-			case sem <- struct{}{}:
-			case <-cur.changed:
-				continue
-			case <-f.done:
-				return nil, net.ErrClosed
-			}
-		}
-		var raw net.Conn
-		select {
-		case raw = <-f.sock.conns:
-		case <-cur.changed:
-			if sem != nil {
-				<-sem
-			}
-			continue
-		case <-f.done:
-			if sem != nil {
-				<-sem
-			}
-			return nil, net.ErrClosed
-		}
-		c := &clientConn{Conn: raw, l: l, sem: sem}
-		l.proxy.state.activeConns.Add(1)
-		l.proxy.state.totalConns.Add(1)
-		if l.tls != nil {
-			return tls.Server(c, l.tls.cfg), nil
-		}
+	select {
+	case c := <-f.sock.handoff:
 		return c, nil
+	case <-f.done:
+		return nil, net.ErrClosed
 	}
 }
 
@@ -301,6 +331,9 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // connOf finds the clientConn under a connection handed to http.Server.
 func connOf(c net.Conn) *clientConn {
+	if r, ok := c.(*replayConn); ok {
+		return r.cc
+	}
 	if t, ok := c.(*tls.Conn); ok {
 		c = t.NetConn()
 	}

@@ -393,6 +393,7 @@ type connKey struct{}
 type socketServer struct {
 	srv   *http.Server
 	front *frontListener
+	loop  *connLoop // the socket's connection loop when the socket closes; else nil
 }
 
 // retire stops servers from accepting and drains them in the background, bounded by the drain
@@ -412,6 +413,9 @@ func (p *Proxy) retire(servers []*socketServer, gens []*generation, timeout time
 					s.srv.Close()
 				}
 			})
+			if s.loop != nil {
+				wg.Go(func() { s.loop.shutdown(ctx) })
+			}
 		}
 		wg.Wait()
 		for _, g := range gens {
@@ -488,7 +492,7 @@ func (p *Proxy) Apply(opts Options) error {
 	for a, s := range p.sockets {
 		if !keep[a] {
 			if s.srv != nil {
-				retired = append(retired, &socketServer{srv: s.srv, front: s.front})
+				retired = append(retired, &socketServer{srv: s.srv, front: s.front, loop: s.loop})
 			}
 			s.close()
 			delete(p.sockets, a)
@@ -546,7 +550,7 @@ func (p *Proxy) shutdown(d time.Duration) {
 	var servers []*socketServer
 	for a, s := range p.sockets {
 		if s.srv != nil {
-			servers = append(servers, &socketServer{srv: s.srv, front: s.front})
+			servers = append(servers, &socketServer{srv: s.srv, front: s.front, loop: s.loop})
 		}
 		s.close()
 		delete(p.sockets, a)

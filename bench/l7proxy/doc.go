@@ -37,4 +37,18 @@
 // to HAProxy and nginx (for CPU per request and latency, lower is better; for requests/s,
 // higher). The load average before the run is printed: the machine is shared, so read the
 // ratios, and rerun when the load was high.
+//
+// # Syscalls per request
+//
+// Most of a proxied request's CPU time is in the kernel, so the number of system calls per
+// request is the first thing to compare with HAProxy. A witness outside the test: run
+// `l7bench backend` on core 1 and `l7bench proxy` (or haproxy with the configuration below) on
+// core 0, then `strace -c -f -p PID` during a short wrk run (wrk -t1 -c50 -d3s, with
+// -H "Connection: close" for the close scenario) and divide the calls by wrk's request count.
+// strace slows the proxy, which makes reads that find no data (EAGAIN) rarer than in the
+// benchmark; the counts are for comparing, not for timing. Measured this way (2026-11, this
+// machine; per request): keep-alive, HAProxy 2 recvfrom + 2 sendto; Fulcrum 2 writes and about
+// 3 reads (Go's netpoller reads before it waits). New connection per request, HAProxy about
+// 8.8 (accept4, setsockopt, 2 recvfrom, 2 sendto, shutdown, close); Fulcrum about 10.9 (accept4,
+// getsockname, setsockopt TCP_NODELAY, 2 epoll_ctl, 2.5 reads, 2 writes, close).
 package l7bench
