@@ -18,6 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// deferAcceptSeconds bounds how long the kernel holds a connection that sent nothing before
+// accepting it anyway (TCP_DEFER_ACCEPT).
+const deferAcceptSeconds = 5
+
 // listenFreebind binds a TCP listener with IP_FREEBIND (IPV6_FREEBIND for IPv6), so an address
 // not (yet) configured on the host, such as a VRRP virtual IP on a backup node, binds at once.
 func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, error) {
@@ -32,12 +36,20 @@ func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, err
 			} else {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
 			}
+			if serr == nil {
+				// TCP_DEFER_ACCEPT (nginx's `deferred`, HAProxy's defer-accept): the kernel
+				// hands a connection over once its first bytes are there, so serving it starts
+				// with a read that finds data instead of one that parks until they come. HTTP,
+				// TLS and the PROXY protocol all speak first from the client. The value is
+				// seconds; after it the kernel hands the connection over anyway, empty.
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAcceptSeconds)
+			}
 		})
 		if err != nil {
 			return err
 		}
 		if serr != nil {
-			return fmt.Errorf("set freebind: %w", serr)
+			return fmt.Errorf("set socket options: %w", serr)
 		}
 		return nil
 	}}
