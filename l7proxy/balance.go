@@ -93,6 +93,9 @@ type backend struct {
 	sendProxy   int
 	transport   *http.Transport
 	fast        *h1Client // the fast path of transport; nil with sendProxy
+	// slowOnly turns the fast path and the connection loop's forwarding off for this backend:
+	// a test seam, to compare them with the ReverseProxy path on the same proxy.
+	slowOnly atomic.Bool
 
 	mu sync.Mutex // guards cw and next
 	cw []int      // smooth weighted round robin current weights, by index of servers

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -18,12 +17,9 @@ import (
 // copied to the client as ReverseProxy would. The outbound request is the one rewrite and
 // ReverseProxy would make, byte for byte up to header order.
 
-// noFastPath turns the fast path off (tests compare it with the ReverseProxy path).
-var noFastPath atomic.Bool
-
 // fastEligible reports whether r can take the fast path to b.
 func fastEligible(b *backend, r *http.Request) bool {
-	if b.fast == nil || noFastPath.Load() || b.sendProxy != 0 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 || len(r.Trailer) > 0 {
+	if b.fast == nil || b.slowOnly.Load() || b.sendProxy != 0 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 || len(r.Trailer) > 0 {
 		return false
 	}
 	h := r.Header

@@ -131,12 +131,13 @@ func TestFastPathMatchesReverseProxy(t *testing.T) {
 		"GET /ten HTTP/1.0\r\nHost: h\r\n\r\n",
 		"GET /noua HTTP/1.1\r\nHost: h\r\nUser-Agent: \r\n\r\n",
 	}
+	b := p.gen.Load().proxies[0].backends[0]
 	for _, raw := range reqs {
-		noFastPath.Store(false)
+		b.slowOnly.Store(false)
 		fast := do(raw)
-		noFastPath.Store(true)
+		b.slowOnly.Store(true)
 		slow := do(raw)
-		noFastPath.Store(false)
+		b.slowOnly.Store(false)
 		if f, s := fmt.Sprintf("%#v", fast), fmt.Sprintf("%#v", slow); !equalResults(fast, slow) {
 			t.Errorf("%q:\nfast %s\nslow %s", raw, f, s)
 		}

@@ -627,7 +627,7 @@ func (lc *loopConn) parse(end int) bool {
 
 // handles reports whether the loop forwards the parsed request itself on l.
 func (lc *loopConn) handles(l *listenerRT) bool {
-	if l.opts.RedirectHTTPS != 0 || noFastPath.Load() {
+	if l.opts.RedirectHTTPS != 0 {
 		return false
 	}
 	pr := l.proxy
@@ -635,7 +635,7 @@ func (lc *loopConn) handles(l *listenerRT) bool {
 		return false
 	}
 	b := pr.routeHostPath(lc.req.host, lc.req.path)
-	return b != nil && b.fast != nil && b.sendProxy == 0
+	return b != nil && b.fast != nil && b.sendProxy == 0 && !b.slowOnly.Load()
 }
 
 // serveRequest forwards the parsed request; it reports whether the connection stays open.
