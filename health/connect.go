@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,8 +70,14 @@ var errConnectTimeout error = os.ErrDeadlineExceeded
 // served by the goroutine in run. start creates and connects the sockets in the caller's
 // goroutine (no handoff); run waits for their events and their deadlines.
 type epollConnector struct {
-	epfd int // epoll instance
-	evfd int // eventfd that wakes run: ctx ended, or a deadline earlier than it sleeps until
+	epfd int // epoll instance, nonblocking ...
+	// ... and registered with Go's netpoller through ep: run parks there like any goroutine
+	// waiting for a socket instead of blocking a thread in epoll_wait. A thread blocked in a
+	// system call makes the runtime's sysmon take its P away and poll every 20 µs for a while
+	// after; at hundreds of waits a second that is a steady cost, heavy under emulation.
+	ep   *os.File
+	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait
+	evfd int             // eventfd that wakes run: ctx ended, or a deadline earlier than it sleeps until
 
 	mu       sync.Mutex
 	conns    []*pendingConn // by file descriptor; nil when not a connect in progress
@@ -78,7 +85,7 @@ type epollConnector struct {
 	free     []*pendingConn // recycled records
 	gen      uint32         // tells a reused descriptor's events from its predecessor's
 	sleeping bool           // run is (about to be) in epoll_wait ...
-	until    time.Time      // ... until then; zero: no deadline
+	until    time.Time      // ... until then at the latest
 	closed   bool
 	woken    bool         // an eventfd write is pending; one is enough
 	early    []completion // runs that failed in start, for run to deliver
@@ -111,7 +118,47 @@ func newEpollConnector() (*epollConnector, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("health: epoll_ctl eventfd: %w", err)
 	}
-	return &epollConnector{epfd: epfd, evfd: evfd}, nil
+	c := &epollConnector{epfd: epfd, evfd: evfd}
+	if err := unix.SetNonblock(epfd, true); err == nil {
+		c.ep = os.NewFile(uintptr(epfd), "health-epoll")
+		if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
+			c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+		}
+	}
+	return c, nil
+}
+
+// wait fills events with what is ready, waiting until the deadline at the latest (not at all
+// when it has passed), and returns how many it filled.
+func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int, error) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return unix.EpollWait(c.epfd, events, 0)
+	}
+	if c.rc == nil {
+		// epoll_wait counts whole milliseconds: round up, so that a deadline is never checked
+		// before it has passed (a timeout is at most 1 ms late, plus scheduling).
+		return unix.EpollWait(c.epfd, events, int((d+time.Millisecond-1)/time.Millisecond))
+	}
+	if err := c.ep.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	var (
+		n    int
+		werr error
+	)
+	err := c.rc.Read(func(uintptr) bool {
+		n, werr = unix.EpollWait(c.epfd, events, 0)
+		// Nothing ready: park in the netpoller until the epoll instance is readable.
+		return n != 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // wake makes run's epoll_wait return. c.mu must be held.
@@ -150,11 +197,10 @@ func (c *epollConnector) start(reqs []connectReq) {
 		}
 		c.conns[fd] = p
 		heap.Push(&c.byDue, p)
-		// run computes its sleep from the earliest deadline; one that comes earlier must wake
-		// it. With equal timeouts a new deadline is never the earliest, except when nothing else
-		// is pending (run sleeps with no deadline): then the handshake's own event wakes run
-		// anyway, and this write only covers a target that never answers.
-		if c.sleeping && (c.until.IsZero() || r.deadline.Before(c.until)) {
+		// run computes its sleep from the earliest deadline, and sleeps at most idleWait; a
+		// deadline before that must wake it. With equal timeouts of idleWait or more it never
+		// comes: the handshake's own event wakes run, or run wakes in time to arm the deadline.
+		if c.sleeping && r.deadline.Before(c.until) {
 			c.wakeLocked()
 		}
 		c.mu.Unlock()
@@ -286,6 +332,13 @@ func (c *epollConnector) failure(e *entry, due, start time.Time, target netip.Ad
 // maxEvents is how many events one epoll_wait returns at most; more wait for the next call.
 const maxEvents = 256
 
+// idleWait bounds run's sleep when no connect is pending. Without a bound, every batch of
+// connects started while run sleeps would have to wake it (an eventfd write and read and an
+// extra wake-up, about 200 a second at 10,000 checks) only to arm the batch's deadline; with it,
+// a deadline idleWait or more ahead (any timeout of 100 ms or more) is armed in time by the next
+// wake-up at the latest, for 10 idle wake-ups a second.
+const idleWait = 100 * time.Millisecond
+
 func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 	stop := context.AfterFunc(ctx, func() {
 		c.mu.Lock()
@@ -302,27 +355,24 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 	)
 	for ctx.Err() == nil {
 		c.mu.Lock()
-		msec := -1
-		c.until = time.Time{}
-		if len(c.byDue) > 0 {
+		now := time.Now()
+		c.until = now.Add(idleWait)
+		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(c.until) {
 			c.until = c.byDue[0].deadline
-			// epoll_wait counts whole milliseconds: round up, so that a deadline is never
-			// checked before it has passed (a timeout is at most 1 ms late, plus scheduling).
-			d := time.Until(c.until)
-			msec = int(max(0, (d+time.Millisecond-1)/time.Millisecond))
 		}
+		until := c.until
 		if len(c.early) > 0 {
-			msec = 0
+			until = now // deliver them at once
 		}
 		c.sleeping = true
 		c.mu.Unlock()
 
-		n, err := unix.EpollWait(c.epfd, events[:], msec)
+		n, err := c.wait(events[:], until)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			// Not expected (EBADF, EFAULT, EINVAL would be bugs): back off rather than spin.
 			time.Sleep(10 * time.Millisecond)
 		}
-		now := time.Now()
+		now = time.Now()
 		c.mu.Lock()
 		c.sleeping = false
 		batch = append(batch, c.early...)
@@ -405,7 +455,11 @@ func (c *epollConnector) shutdown() {
 	}
 	c.byDue, c.conns, c.free, c.early = nil, nil, nil, nil
 	unix.Close(c.evfd)
-	unix.Close(c.epfd)
+	if c.ep != nil {
+		c.ep.Close() // closes epfd
+	} else {
+		unix.Close(c.epfd)
+	}
 }
 
 // connHeap orders connects in progress by deadline.

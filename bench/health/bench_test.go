@@ -313,6 +313,17 @@ func startAgent(agent string) starter {
 			select {
 			case <-p.Done():
 			case <-time.After(20 * time.Second):
+				// Where it hangs: Go's goroutine dump on SIGQUIT, in the test's log.
+				_ = p.Signal(syscall.SIGQUIT)
+				select {
+				case <-p.Done():
+				case <-time.After(5 * time.Second):
+				}
+				out := p.Output()
+				if i := strings.Index(out, "SIGQUIT"); i >= 0 {
+					out = out[i:]
+				}
+				t.Logf("agent after SIGTERM and SIGQUIT (goroutine dump, at most 60 kB):\n%.60000s", out)
 				return "agent did not stop within 20 s of SIGTERM"
 			}
 			out := strings.TrimSpace(p.Output())
