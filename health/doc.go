@@ -37,8 +37,8 @@
 // run is a nonblocking socket (with the DialOptions' source, device and mark, closed with a
 // RST), its event when the handshake ends, or its deadline in a heap when the target never
 // answers; results come back in batches. Runs due within Options.Slack of each other start
-// together (5 ms on the system clock), so 10,000 checks a second wake the owner about 200
-// times a second. Options.NoConnectEngine runs them on the workers through a net.Dialer.
+// together (20 ms on the system clock, at most a twentieth of the interval), so 10,000 checks
+// a second wake the owner about 50 times a second. Options.NoConnectEngine runs them on the workers through a net.Dialer.
 //
 // Each result moves the consecutive success and failure counters; Rise successes bring a down
 // check up, Fall failures bring an up check down. Every state change, and every change of a
