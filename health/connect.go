@@ -27,11 +27,11 @@ import (
 // connectReq is one run of a plain connect check for a connector. e and due are the
 // Scheduler's, handed back as they are in the completion.
 type connectReq struct {
-	e        *entry
-	due      time.Time
-	target   netip.AddrPort
-	dial     *DialOptions
-	deadline time.Time
+	e       *entry
+	due     time.Time
+	target  netip.AddrPort
+	dial    *DialOptions
+	timeout time.Duration // from the connect call: a batch's later connects start later
 }
 
 // connector runs plain TCP connect checks without a goroutine per run. The Scheduler's epoll
@@ -191,7 +191,11 @@ func (c *epollConnector) start(reqs []connectReq) {
 		p := c.record()
 		c.gen++
 		gen := c.gen // p is run's once the lock is released
-		*p = pendingConn{fd: fd, gen: gen, e: r.e, due: r.due, target: r.target, start: start, deadline: r.deadline}
+		// The deadline counts from this connect, not from the batch's dispatch: on a saturated
+		// machine the last connects of a large batch start long after the first, and a
+		// deadline from the dispatch timed them out a millisecond after they were sent.
+		deadline := start.Add(r.timeout)
+		*p = pendingConn{fd: fd, gen: gen, e: r.e, due: r.due, target: r.target, start: start, deadline: deadline}
 		for fd >= len(c.conns) {
 			c.conns = append(c.conns, nil)
 		}
@@ -200,7 +204,7 @@ func (c *epollConnector) start(reqs []connectReq) {
 		// run computes its sleep from the earliest deadline, and sleeps at most idleWait; a
 		// deadline before that must wake it. With equal timeouts of idleWait or more it never
 		// comes: the handshake's own event wakes run, or run wakes in time to arm the deadline.
-		if c.sleeping && r.deadline.Before(c.until) {
+		if c.sleeping && deadline.Before(c.until) {
 			c.wakeLocked()
 		}
 		c.mu.Unlock()

@@ -85,7 +85,6 @@ func TestSchedulerConnectorRouting(t *testing.T) {
 	s := New(Options{connector: fake, Rand: zeroRand{}, MaxConcurrent: 1, OnResult: func(r Result) {
 		results.Store(r.Outcome, true)
 	}})
-	start := time.Now()
 	err := s.Update([]Spec{
 		{ID: "plain", Probe: TCP{Addr: target, Dial: DialOptions{Mark: 7}}, Interval: time.Hour, Timeout: 3 * time.Second, Rise: 1, Fall: 1},
 		{ID: "plain-down", Probe: TCP{Addr: netip.MustParseAddrPort("127.0.0.1:10")}, Interval: time.Hour, Rise: 1, Fall: 1, Initial: StateUp},
@@ -122,8 +121,8 @@ func TestSchedulerConnectorRouting(t *testing.T) {
 			if r.dial.Mark != 7 {
 				t.Errorf("dial options not passed: %+v", r.dial)
 			}
-			if d := r.deadline.Sub(start); d < 3*time.Second || d > 4*time.Second {
-				t.Errorf("deadline %v after start, want the 3 s timeout", d)
+			if r.timeout != 3*time.Second {
+				t.Errorf("timeout %v, want the spec's 3 s", r.timeout)
 			}
 		}
 	}
@@ -213,7 +212,7 @@ func TestEpollConnector(t *testing.T) {
 		t.Helper()
 		o.Do = lb.Do
 		e := &entry{}
-		c.start([]connectReq{{e: e, target: target, dial: &o, deadline: time.Now().Add(timeout)}})
+		c.start([]connectReq{{e: e, target: target, dial: &o, timeout: timeout}})
 		select {
 		case r := <-results:
 			if r.e != e {
@@ -291,6 +290,43 @@ func TestEpollConnector(t *testing.T) {
 			t.Errorf("error %v is not ENODEV", r.Err)
 		}
 	})
+	t.Run("deadline-from-each-connect", func(t *testing.T) {
+		// A slow batch: each socket takes 150 ms to make, more than half the timeout. Every
+		// connect gets its whole 300 ms from its own start, healthy or not.
+		slow := DialOptions{Do: func(fn func() error) error {
+			time.Sleep(150 * time.Millisecond)
+			return lb.Do(fn)
+		}}
+		reqs := make([]connectReq, 4)
+		for i := range reqs {
+			target := be
+			if i%2 == 1 {
+				target = netip.MustParseAddrPort(ghostIP + ":80")
+			}
+			reqs[i] = connectReq{e: &entry{}, target: target, dial: &slow, timeout: 300 * time.Millisecond}
+		}
+		c.start(reqs)
+		for range reqs {
+			var r completion
+			select {
+			case r = <-results:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no result")
+			}
+			i := 0
+			for i < len(reqs) && reqs[i].e != r.e {
+				i++
+			}
+			if i%2 == 0 {
+				want(t, r.res, OutcomeHealthy, ReasonNone)
+				continue
+			}
+			want(t, r.res, OutcomeUnhealthy, ReasonTimeout)
+			if r.res.Latency < 300*time.Millisecond {
+				t.Errorf("connect %d timed out after %v, before its 300 ms", i, r.res.Latency)
+			}
+		}
+	})
 	t.Run("mark-follows-policy-route", func(t *testing.T) {
 		// The backend is unreachable by lb's main table; packets marked 7 use table 100.
 		err := lb.Netlink(func(nl *netlink.Handle) error {
@@ -320,7 +356,7 @@ func TestEpollConnector(t *testing.T) {
 		o := DialOptions{Do: lb.Do}
 		reqs := make([]connectReq, 100)
 		for i := range reqs {
-			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(ghostIP + ":80"), dial: &o, deadline: time.Now().Add(time.Hour)}
+			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(ghostIP + ":80"), dial: &o, timeout: time.Hour}
 		}
 		c.start(reqs)
 		c.mu.Lock()

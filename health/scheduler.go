@@ -312,7 +312,7 @@ func (s *Scheduler) dispatch(jobs chan<- job) (next, now time.Time, ok bool) {
 			heap.Pop(&s.due)
 			e.running, e.ran, e.lastDue = true, true, e.due
 			s.starts = append(s.starts, connectReq{e: e, due: e.due, target: e.connect.target,
-				dial: e.connect.dial, deadline: now.Add(e.spec.Timeout)})
+				dial: e.connect.dial, timeout: e.spec.Timeout})
 			continue
 		}
 		if s.inflight >= s.limit {
