@@ -35,7 +35,7 @@
 //     server with TCP_CHECK { connect_timeout 1 }; only its checker child is measured.
 //
 // Each side runs until every target has been checked once and, for the agent, its control
-// socket answers GET /v1/status, which it does once every subsystem has started (the agent
+// socket answers GET /v1/version, which it does once every subsystem has started (the agent
 // runs checks from the start of its health subsystem, while in the guest the IPVS subsystem
 // is still programming the N real servers; keepalived's checker programs them before its
 // first check) (at most 150 s; a side that is not there by then is measured anyway and
