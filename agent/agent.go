@@ -288,7 +288,44 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	fatal := make(chan error, len(a.subsystems))
-	running, err := a.start(ctx, fatal)
+	// Starting can take long (programming thousands of IPVS destinations on a loaded
+	// machine): SIGTERM or SIGINT meanwhile cancels it, so that a stop is prompt at any time.
+	// SIGHUP is kept and handled once started.
+	startCtx, startCancel := context.WithCancel(ctx)
+	defer startCancel()
+	var (
+		stopSig    os.Signal
+		hupPending bool
+		watchStop  = make(chan struct{})
+		watchDone  = make(chan struct{})
+	)
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-watchStop:
+				return
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					hupPending = true
+					continue
+				}
+				stopSig = sig
+				startCancel()
+				return
+			}
+		}
+	}()
+	running, err := a.start(startCtx, fatal)
+	close(watchStop)
+	<-watchDone
+	if stopSig != nil {
+		a.log.Info("shutting down on signal while starting", slog.String("signal", stopSig.String()))
+		if err == nil {
+			a.shutdown(running)
+		}
+		return nil
+	}
 	if err != nil {
 		a.log.Error("agent failed to start", slog.Any("error", err))
 		return err
@@ -318,6 +355,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var runErr error
+	if hupPending {
+		a.log.Info("reload requested by signal while starting")
+		a.Reload(ctx)
+		a.reloadCertificates(ctx)
+	}
 loop:
 	for {
 		select {

@@ -495,3 +495,52 @@ func TestStartFailureReleasesEverything(t *testing.T) {
 	}
 	_ = ta
 }
+
+// blockingApply is a subsystem whose Apply blocks until its context ends, as
+// programming thousands of IPVS destinations on a saturated machine does.
+type blockingApply struct {
+	recorder
+	entered chan struct{}
+}
+
+func (b *blockingApply) Apply(ctx context.Context, _ *config.Config) error {
+	close(b.entered)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestSIGTERMWhileStarting: a stop signal during a slow start cancels it; Run
+// returns nil promptly and the subsystems already started are stopped.
+func TestSIGTERMWhileStarting(t *testing.T) {
+	log := &eventLog{}
+	a := &recorder{name: "a", log: log}
+	b := &blockingApply{recorder: recorder{name: "b", log: log}, entered: make(chan struct{})}
+	ta, err := newTestAgent(t, testConfig{}, func(o *Options) {
+		o.subsystems = []subsystemFactory{
+			{"a", func(subsystemDeps) subsystem { return a }},
+			{"b", func(subsystemDeps) subsystem { return b }},
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ta.Run(context.Background()) }()
+	select {
+	case <-b.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow Apply never started")
+	}
+	ta.signals <- syscall.SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5 s of SIGTERM during start")
+	}
+	if got := strings.Join(log.all(), ","); !strings.Contains(got, "stop a") {
+		t.Errorf("subsystem a not stopped: %s", got)
+	}
+}

@@ -102,7 +102,10 @@ func newHealthSubsystem(opts healthOptions) *healthSubsystem {
 		metrics: newHealthMetrics(),
 		probe:   opts.probe,
 	}
-	s.sched = health.New(health.Options{Clock: opts.clock, Sink: health.SinkFunc(s.onChange), MaxConcurrent: opts.maxConcurrent})
+	// Results are counted through OnResult, not by wrapping each probe: a wrapped plain TCP
+	// check would hide from the scheduler's connect engine.
+	s.sched = health.New(health.Options{Clock: opts.clock, Sink: health.SinkFunc(s.onChange),
+		MaxConcurrent: opts.maxConcurrent, OnResult: s.metrics.observeResult})
 	s.services = health.NewServiceHealth(healthSource{s.sched})
 	return s
 }
@@ -213,7 +216,7 @@ func healthSpec(id string, hc config.HealthCheck, p health.Probe) health.Spec {
 // passive check per server too (fed by the proxy). track_service
 // policies: a virtual_server is up when quorum min_up (or 1) of its real
 // servers are healthy; a proxy when a server of its default backend is.
-func healthPlanOf(cfg *config.Config, m *healthMetrics) (healthPlan, error) {
+func healthPlanOf(cfg *config.Config) (healthPlan, error) {
 	pl := healthPlan{checks: map[string]healthCheck{}, targets: map[healthTarget][]string{}, services: map[string]health.ServicePolicy{}}
 	// serverIDs are the IDs a server's health is made of (active and
 	// passive), for service policies.
@@ -224,7 +227,7 @@ func healthPlanOf(cfg *config.Config, m *healthMetrics) (healthPlan, error) {
 			return fmt.Errorf("%s: %w", t, err)
 		}
 		id := healthCheckID(t, i)
-		pl.specs = append(pl.specs, healthSpec(id, hc, countedProbe{Probe: p, m: m}))
+		pl.specs = append(pl.specs, healthSpec(id, hc, p))
 		pl.checks[id] = healthCheck{id: id, target: t, kind: string(hc.Type)}
 		pl.targets[t] = append(pl.targets[t], id)
 		serverIDs[t] = append(serverIDs[t], id)
@@ -324,7 +327,7 @@ func (h healthSource) Healthy(ref string) bool {
 // Apply replaces the checks. Unchanged checks keep their state (no flap
 // on reload); consumers are told the state of every target.
 func (s *healthSubsystem) Apply(_ context.Context, cfg *config.Config) error {
-	pl, err := healthPlanOf(cfg, s.metrics)
+	pl, err := healthPlanOf(cfg)
 	if err != nil {
 		return err
 	}
@@ -525,29 +528,6 @@ func (s *healthSubsystem) Status() SubsystemStatus {
 	st.State = fmt.Sprintf("%d of %d check(s) up", up, len(checks))
 	st.Detail = map[string]any{"checks": checks}
 	return st
-}
-
-// countedProbe wraps an active probe to count its results and their
-// latency. It is not part of the definition beyond the probe itself.
-type countedProbe struct {
-	health.Probe
-	m *healthMetrics
-}
-
-// Build builds the probe's checker and wraps it.
-func (p countedProbe) Build() (health.Checker, error) {
-	c, err := p.Probe.Build()
-	if err != nil {
-		return nil, err
-	}
-	if p.m == nil {
-		return c, nil
-	}
-	return health.CheckerFunc(func(ctx context.Context) health.Result {
-		r := c.Check(ctx)
-		p.m.observeResult(r)
-		return r
-	}), nil
 }
 
 // healthMetrics counts check results (fulcrum_health_checks_total

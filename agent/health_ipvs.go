@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 
@@ -28,14 +29,17 @@ func (s *ipvsSubsystem) healthReset(all map[healthTarget]bool) {
 	if rec == nil {
 		return
 	}
+	// One snapshot around all of them (see replayHealthLocked).
+	before := ipvsSnapshotOf(rec)
+	defer func() { s.publishChanges(before, ipvsSnapshotOf(rec), "health") }()
 	// Servers no longer checked count as healthy again.
 	for k := range prev {
 		if _, ok := m[k]; !ok {
-			s.pushHealthLocked(rec, k, true)
+			s.setHealthLocked(rec, k, true)
 		}
 	}
 	for k, ok := range m {
-		s.pushHealthLocked(rec, k, ok)
+		s.setHealthLocked(rec, k, ok)
 	}
 }
 
@@ -70,15 +74,26 @@ func (s *ipvsSubsystem) reconciler() *ipvs.Reconciler {
 
 // replayHealthLocked tells a reconciler the recorded health of every real
 // server, after an Apply (which may have added them). s.opMu is held.
-func (s *ipvsSubsystem) replayHealthLocked(rec *ipvs.Reconciler) {
+//
+// One snapshot before and one after all of them, not per real server: with
+// a snapshot of every destination around each, 10,000 real servers cost
+// 10,000^2 and kept the lab guest's agent starting for minutes. It stops
+// early when ctx ends (a stop while starting); the next resync or health
+// change brings the rest.
+func (s *ipvsSubsystem) replayHealthLocked(ctx context.Context, rec *ipvs.Reconciler) {
 	s.healthMu.Lock()
 	m := make(map[ipvsHealthKey]bool, len(s.health))
 	for k, v := range s.health {
 		m[k] = v
 	}
 	s.healthMu.Unlock()
+	before := ipvsSnapshotOf(rec)
+	defer func() { s.publishChanges(before, ipvsSnapshotOf(rec), "health") }()
 	for k, ok := range m {
-		s.pushHealthLocked(rec, k, ok)
+		if ctx.Err() != nil {
+			return
+		}
+		s.setHealthLocked(rec, k, ok)
 	}
 }
 
@@ -93,17 +108,33 @@ func (s *ipvsSubsystem) pushHealthLocked(rec *ipvs.Reconciler, k ipvsHealthKey, 
 	if v == nil {
 		return
 	}
+	before := ipvsServiceSnapshotOf(rec, v.key)
+	if s.setHealthLocked(rec, k, healthy) {
+		s.publishChanges(before, ipvsServiceSnapshotOf(rec, v.key), "health")
+	}
+}
+
+// setHealthLocked calls SetHealth for one real server, by name, and logs a
+// failure; it reports whether the real server is known. s.opMu is held.
+func (s *ipvsSubsystem) setHealthLocked(rec *ipvs.Reconciler, k ipvsHealthKey, healthy bool) bool {
+	names := s.names.Load()
+	if names == nil {
+		return false
+	}
+	v := names.byName[k.vs]
+	if v == nil {
+		return false
+	}
 	for _, r := range v.reals {
 		if r.name != k.rs {
 			continue
 		}
-		before := ipvsSnapshotOf(rec)
 		err := rec.SetHealth(v.key, r.addr, healthy)
-		s.publishChanges(before, ipvsSnapshotOf(rec), "health")
 		if err != nil && !errors.Is(err, ipvs.ErrUnknownService) && !errors.Is(err, ipvs.ErrUnknownDestination) && !errors.Is(err, ipvs.ErrClosed) {
 			s.log.Error("IPVS: applying a health change failed; the next resync retries",
 				slog.String("virtual_server", k.vs), slog.String("real_server", k.rs), slog.Bool("healthy", healthy), slog.Any("error", err))
 		}
-		return
+		return true
 	}
+	return false
 }

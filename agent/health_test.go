@@ -37,19 +37,12 @@ const healthProxy = `proxy "www" {
 }
 `
 
-func unwrapProbe(p health.Probe) health.Probe {
-	if c, ok := p.(countedProbe); ok {
-		return c.Probe
-	}
-	return p
-}
-
 // TestHealthTranslate: virtual_server checks apply to each real server,
 // backend checks to each server, passive checks follow max_fails, and
 // the track_service policies follow quorum and the default backend.
 func TestHealthTranslate(t *testing.T) {
 	cfg := parseForTest(t, healthVS("    check_port = 9000\n    source_address = \"198.51.100.1\"\n    so_mark = 7\n    host = \"app.example\"\n")+healthProxy)
-	pl, err := healthPlanOf(cfg, nil)
+	pl, err := healthPlanOf(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +54,7 @@ func TestHealthTranslate(t *testing.T) {
 	if strings.Join(ids, " ") != want {
 		t.Fatalf("ids %v, want %s", ids, want)
 	}
-	h, ok := unwrapProbe(pl.specs[0].Probe).(health.HTTP)
+	h, ok := pl.specs[0].Probe.(health.HTTP)
 	if !ok || h.Addr != app1 || h.Path != "/healthz" || h.Host != "app.example" || h.Dial.Port != 9000 ||
 		h.Dial.Source != netip.MustParseAddr("198.51.100.1") || h.Dial.Mark != 7 || h.TLS {
 		t.Fatalf("http probe %+v", pl.specs[0].Probe)
@@ -69,7 +62,7 @@ func TestHealthTranslate(t *testing.T) {
 	if sp := pl.specs[0]; sp.Interval != 20*time.Millisecond || sp.Rise != 2 || sp.Fall != 2 || sp.Initial != health.StateUp {
 		t.Fatalf("spec %+v", sp)
 	}
-	tcp, ok := unwrapProbe(pl.specs[2].Probe).(health.TCP)
+	tcp, ok := pl.specs[2].Probe.(health.TCP)
 	if !ok || tcp.Addr != netip.MustParseAddrPort("127.0.0.1:19011") || tcp.Dial.Port != 19100 {
 		t.Fatalf("tcp probe %+v", pl.specs[2].Probe)
 	}

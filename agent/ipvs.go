@@ -358,7 +358,7 @@ func (s *ipvsSubsystem) Apply(ctx context.Context, cfg *config.Config) error {
 	err = rec.Apply(ctx, d)
 	s.publishChanges(before, ipvsSnapshotOf(rec), "apply")
 	if err == nil || !(errors.Is(err, ipvs.ErrInvalid) || errors.Is(err, ipvs.ErrClosed)) {
-		s.replayHealthLocked(rec)
+		s.replayHealthLocked(ctx, rec)
 	}
 	switch {
 	case errors.Is(err, ipvs.ErrInvalid), errors.Is(err, ipvs.ErrClosed):
@@ -492,14 +492,30 @@ func ipvsSnapshotOf(rec *ipvs.Reconciler) ipvsSnapshot {
 	st := rec.Status()
 	snap := make(ipvsSnapshot, len(st.Services)*4)
 	for _, svc := range st.Services {
-		for _, d := range svc.Destinations {
-			snap[ipvsDestID{svc.Key, d.Addr}] = ipvsDestView{
-				configured: d.Weight, effective: d.EffectiveWeight,
-				drained: d.Drained, removed: d.Removed, healthy: d.Healthy,
-			}
-		}
+		snap.add(svc)
 	}
 	return snap
+}
+
+// ipvsServiceSnapshotOf is the snapshot of one service: what a health change
+// can touch (SetHealth changes only that service). Empty if it is unknown.
+func ipvsServiceSnapshotOf(rec *ipvs.Reconciler, key ipvs.ServiceKey) ipvsSnapshot {
+	svc, err := rec.ServiceStatus(key)
+	if err != nil {
+		return nil
+	}
+	snap := make(ipvsSnapshot, len(svc.Destinations))
+	snap.add(svc)
+	return snap
+}
+
+func (snap ipvsSnapshot) add(svc ipvs.ServiceStatus) {
+	for _, d := range svc.Destinations {
+		snap[ipvsDestID{svc.Key, d.Addr}] = ipvsDestView{
+			configured: d.Weight, effective: d.EffectiveWeight,
+			drained: d.Drained, removed: d.Removed, healthy: d.Healthy,
+		}
+	}
 }
 
 // publishChanges publishes ipvs_destination_changed for every destination

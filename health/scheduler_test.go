@@ -417,3 +417,42 @@ func TestStatus(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// seqRand draws the given start offsets in turn.
+type seqRand struct{ offsets []time.Duration }
+
+func (r *seqRand) Int64N(n int64) int64 {
+	d := r.offsets[0]
+	r.offsets = r.offsets[1:]
+	return min(int64(d), n-1)
+}
+
+// TestSlackBatchesRunsWithinItsCap: a run due within Slack of a due run starts with it, early;
+// a check's slack is capped at a twentieth of its interval; the phase does not move.
+func TestSlackBatchesRunsWithinItsCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, health.Options{Slack: 20 * time.Millisecond,
+			Rand: &seqRand{offsets: []time.Duration{0, 10 * time.Millisecond, 10 * time.Millisecond}}})
+		h.update(
+			h.spec("first", time.Second, 1, 1),          // due at once
+			h.spec("batched", time.Second, 1, 1),        // due 10 ms later, within 20 ms
+			h.spec("short", 100*time.Millisecond, 1, 1), // due 10 ms later, beyond its 5 ms cap
+		)
+		h.advance(0)
+		if st := h.status("batched"); st.Checks != 1 {
+			t.Fatalf("batched: %d runs at the first run's time, want 1 (10 ms early)", st.Checks)
+		}
+		if st := h.status("short"); st.Checks != 0 {
+			t.Fatalf("short: ran 10 ms early with a 100 ms interval (cap 5 ms)")
+		}
+		h.advance(10 * time.Millisecond)
+		if st := h.status("short"); st.Checks != 1 {
+			t.Fatalf("short: %d runs at its due time, want 1", st.Checks)
+		}
+		// The phase is kept: the next run of "batched" is due 1 s after its due time, not
+		// after its early start.
+		if st := h.status("batched"); !st.NextCheck.Equal(h.t0.Add(1010 * time.Millisecond)) {
+			t.Fatalf("batched: next check at %v, want t0+1.01s", st.NextCheck.Sub(h.t0))
+		}
+	})
+}

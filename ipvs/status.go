@@ -202,6 +202,18 @@ func (r *Reconciler) serviceStatus(s *svcState, now time.Time) ServiceStatus {
 	return ss
 }
 
+// ServiceStatus returns the status of one desired service as the Reconciler knows it, without
+// reading the kernel: the cost of one service, where Status costs every service.
+func (r *Reconciler) ServiceStatus(key ServiceKey) (ServiceStatus, error) {
+	r.mu.Lock()
+	defer r.unlock()
+	s := r.desired[key]
+	if s == nil {
+		return ServiceStatus{}, fmt.Errorf("%w: %s", ErrUnknownService, key)
+	}
+	return r.serviceStatus(s, r.clock.Now()), nil
+}
+
 // ReadService reads one service and its destinations from the kernel (two operations),
 // updates the mirror with what it finds (so a drift found there is corrected by the next
 // reconciliation) and returns its status with fresh kernel statistics.

@@ -25,15 +25,21 @@
 //     validate` accepts such a file; without kernel IPVS (the host) the agent runs the checks
 //     and programs nothing, in the guest it programs the services as keepalived does.
 //   - scheduler: health.Scheduler alone with N health.TCP specs, as the agent runs them
-//     (cmd/hcbench check; MaxConcurrent at the package default): the checker's own cost. On
+//     (cmd/hcbench check; MaxConcurrent and Slack at the package defaults, so the plain
+//     connect checks run on the Scheduler's epoll connect engine; hcbench check -dialer runs
+//     them through a net.Dialer each, for comparison by hand): the checker's own cost. On
 //     the host always; in the guest at 10,000 checks, and at every size when the agent does
 //     not run tcp checks.
 //   - keepalived: `keepalived --check -n -l -D` with a generated keepalived.conf of
 //     virtual_servers of 100 real servers (198.51.100.x:80, NAT, delay_loop 1), every real
 //     server with TCP_CHECK { connect_timeout 1 }; only its checker child is measured.
 //
-// Each side runs until every target has been checked once (at most 150 s; a side that is not
-// there by then is measured anyway and shows ready -1), then for a warm-up, then for a fixed
+// Each side runs until every target has been checked once and, for the agent, its control
+// socket answers GET /v1/version, which it does once every subsystem has started (the agent
+// runs checks from the start of its health subsystem, while in the guest the IPVS subsystem
+// is still programming the N real servers; keepalived's checker programs them before its
+// first check) (at most 150 s; a side that is not there by then is measured anyway and
+// shows ready -1), then for a warm-up, then for a fixed
 // window (host 10 s + 30 s, guest 5 s + 20 s) in which the CPU time of the checker process
 // (utime+stime from /proc, all threads) and its RSS (VmRSS, sampled every second; the maximum
 // is reported) are measured. The listener records when each target is connected to; the drift

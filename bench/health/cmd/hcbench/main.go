@@ -2,7 +2,7 @@
 // the checker, health.Scheduler running N TCP checks as the agent runs them, or the listener
 // side, N listening sockets that record when each target is checked.
 //
-//	hcbench check  -n N [-interval 1s] [-timeout 1s] [-max-concurrent 256]
+//	hcbench check  -n N [-interval 1s] [-timeout 1s] [-max-concurrent 256] [-slack D] [-dialer] [-cpuprofile FILE]
 //	hcbench listen -n N
 //
 // Target i is 192.0.2.(1+i/1000):(20000+i%1000), so up to 254,000 targets on 254 addresses
@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,14 +102,19 @@ func runCheck(args []string) error {
 	interval := fs.Duration("interval", time.Second, "check interval")
 	timeout := fs.Duration("timeout", time.Second, "connect timeout")
 	maxConc := fs.Int("max-concurrent", 0, "Scheduler MaxConcurrent (0: the package default)")
+	slack := fs.Duration("slack", 0, "Scheduler Slack (0: the package default)")
+	dialer := fs.Bool("dialer", false, "run the checks on the workers with a net.Dialer each (Options.NoConnectEngine)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	_ = fs.Parse(args)
 	if err := raiseNoFile(*n); err != nil {
 		return err
 	}
 	var changes atomic.Int64
 	s := health.New(health.Options{
-		MaxConcurrent: *maxConc,
-		Sink:          health.SinkFunc(func(health.Change) { changes.Add(1) }),
+		MaxConcurrent:   *maxConc,
+		NoConnectEngine: *dialer,
+		Slack:           *slack,
+		Sink:            health.SinkFunc(func(health.Change) { changes.Add(1) }),
 	})
 	specs := make([]health.Spec, *n)
 	for i := range specs {
@@ -125,6 +131,17 @@ func runCheck(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Println("ready")
 	if err := s.Run(ctx); err != nil {
 		return err

@@ -1,0 +1,490 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A plain TCP connect check (TCP without Send or Expect, keepalived's TCP_CHECK) is the bulk of
+// a load balancer's checks. Run through Checker.Check, each run costs a worker handoff, a
+// context with its runtime timer, a net.Dialer with its own goroutines and netpoller
+// registration, and a few allocations. The Scheduler runs these checks on a connector instead:
+// one goroutine and one epoll instance for all of them, as keepalived's checker does with its
+// single thread: a nonblocking socket and connect per run, an event when the handshake ends,
+// a timer heap for the ones that never answer, and the results handed back in batches.
+
+// connectReq is one run of a plain connect check for a connector. e and due are the
+// Scheduler's, handed back as they are in the completion.
+type connectReq struct {
+	e       *entry
+	due     time.Time
+	target  netip.AddrPort
+	dial    *DialOptions
+	timeout time.Duration // from the connect call: a batch's later connects start later
+}
+
+// connector runs plain TCP connect checks without a goroutine per run. The Scheduler's epoll
+// engine is the real one; tests use a fake.
+type connector interface {
+	// start begins the runs of reqs. It is called from the Scheduler's owner goroutine, only
+	// while run runs, and must not block on the network. It does not keep reqs.
+	start(reqs []connectReq)
+	// run serves until ctx ends, calling done with batches of finished runs (from one
+	// goroutine; done does not keep the slice), then closes every socket still open and
+	// returns. Runs still in progress then are dropped.
+	run(ctx context.Context, done func([]completion))
+}
+
+// connectOnly is implemented by checkers whose run is a plain TCP connect: the target and the
+// dial options, and whether a connector can run it.
+type connectOnly interface {
+	connectOnly() (netip.AddrPort, *DialOptions, bool)
+}
+
+// connectOnly reports a TCP check without Send or Expect. Zoned (link-local IPv6) addresses
+// stay with the dialer, which resolves the zone.
+func (c *tcpChecker) connectOnly() (netip.AddrPort, *DialOptions, bool) {
+	if len(c.send) > 0 || c.expect != nil || c.target.Addr().Zone() != "" || c.dial.Source.Zone() != "" {
+		return netip.AddrPort{}, nil, false
+	}
+	return c.target, &c.dial, true
+}
+
+// errConnectTimeout is the Err of a connect that had no answer by its deadline; it is
+// os.ErrDeadlineExceeded, as a net.Dialer reports it ("i/o timeout"), so it classifies as
+// ReasonTimeout.
+var errConnectTimeout error = os.ErrDeadlineExceeded
+
+// epollConnector is the real connector: nonblocking sockets registered on one epoll instance,
+// served by the goroutine in run. start creates and connects the sockets in the caller's
+// goroutine (no handoff); run waits for their events and their deadlines.
+type epollConnector struct {
+	epfd int // epoll instance, nonblocking ...
+	// ... and registered with Go's netpoller through ep: run parks there like any goroutine
+	// waiting for a socket instead of blocking a thread in epoll_wait. A thread blocked in a
+	// system call makes the runtime's sysmon take its P away and poll every 20 µs for a while
+	// after; at hundreds of waits a second that is a steady cost, heavy under emulation.
+	ep   *os.File
+	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait
+	evfd int             // eventfd that wakes run: ctx ended, or a deadline earlier than it sleeps until
+
+	mu       sync.Mutex
+	conns    []*pendingConn // by file descriptor; nil when not a connect in progress
+	byDue    connHeap       // connects in progress by deadline
+	free     []*pendingConn // recycled records
+	gen      uint32         // tells a reused descriptor's events from its predecessor's
+	sleeping bool           // run is (about to be) in epoll_wait ...
+	until    time.Time      // ... until then at the latest
+	closed   bool
+	woken    bool         // an eventfd write is pending; one is enough
+	early    []completion // runs that failed in start, for run to deliver
+}
+
+type pendingConn struct {
+	fd        int
+	gen       uint32
+	e         *entry
+	due       time.Time
+	target    netip.AddrPort
+	start     time.Time
+	deadline  time.Time
+	heapIndex int
+}
+
+func newEpollConnector() (*epollConnector, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("health: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("health: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(evfd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("health: epoll_ctl eventfd: %w", err)
+	}
+	c := &epollConnector{epfd: epfd, evfd: evfd}
+	if err := unix.SetNonblock(epfd, true); err == nil {
+		c.ep = os.NewFile(uintptr(epfd), "health-epoll")
+		if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
+			c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+		}
+	}
+	return c, nil
+}
+
+// wait fills events with what is ready, waiting until the deadline at the latest (not at all
+// when it has passed), and returns how many it filled.
+func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int, error) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return unix.EpollWait(c.epfd, events, 0)
+	}
+	if c.rc == nil {
+		// epoll_wait counts whole milliseconds: round up, so that a deadline is never checked
+		// before it has passed (a timeout is at most 1 ms late, plus scheduling).
+		return unix.EpollWait(c.epfd, events, int((d+time.Millisecond-1)/time.Millisecond))
+	}
+	if err := c.ep.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	var (
+		n    int
+		werr error
+	)
+	err := c.rc.Read(func(uintptr) bool {
+		n, werr = unix.EpollWait(c.epfd, events, 0)
+		// Nothing ready: park in the netpoller until the epoll instance is readable.
+		return n != 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
+}
+
+// wake makes run's epoll_wait return. c.mu must be held.
+func (c *epollConnector) wakeLocked() {
+	if c.woken {
+		return
+	}
+	c.woken = true
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(c.evfd, one[:])
+}
+
+func (c *epollConnector) start(reqs []connectReq) {
+	var failed []completion
+	for i := range reqs {
+		r := &reqs[i]
+		start := time.Now()
+		fd, err := c.connect(r)
+		if err != nil {
+			failed = append(failed, c.failure(r.e, r.due, start, r.target, err))
+			continue
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			unix.Close(fd)
+			continue
+		}
+		p := c.record()
+		c.gen++
+		gen := c.gen // p is run's once the lock is released
+		// The deadline counts from this connect, not from the batch's dispatch: on a saturated
+		// machine the last connects of a large batch start long after the first, and a
+		// deadline from the dispatch timed them out a millisecond after they were sent.
+		deadline := start.Add(r.timeout)
+		*p = pendingConn{fd: fd, gen: gen, e: r.e, due: r.due, target: r.target, start: start, deadline: deadline}
+		for fd >= len(c.conns) {
+			c.conns = append(c.conns, nil)
+		}
+		c.conns[fd] = p
+		heap.Push(&c.byDue, p)
+		// run computes its sleep from the earliest deadline, and sleeps at most idleWait; a
+		// deadline before that must wake it. With equal timeouts of idleWait or more it never
+		// comes: the handshake's own event wakes run, or run wakes in time to arm the deadline.
+		if c.sleeping && deadline.Before(c.until) {
+			c.wakeLocked()
+		}
+		c.mu.Unlock()
+		// Registered after the record exists: the event can come at once. Edge and level
+		// triggering are the same here, the socket is closed at its first event.
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)}
+		if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			c.mu.Lock()
+			ok := c.forgetLocked(fd, gen) != nil
+			c.mu.Unlock()
+			if ok {
+				unix.Close(fd)
+				failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
+			}
+		}
+	}
+	if len(failed) > 0 {
+		c.deliverLater(failed)
+	}
+}
+
+// deliverLater hands results found in start to run, which delivers them with its next batch:
+// done is only ever called from run's goroutine.
+func (c *epollConnector) deliverLater(cs []completion) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.early = append(c.early, cs...)
+	c.wakeLocked()
+}
+
+// record returns a free record. c.mu must be held.
+func (c *epollConnector) record() *pendingConn {
+	if n := len(c.free); n > 0 {
+		p := c.free[n-1]
+		c.free = c.free[:n-1]
+		return p
+	}
+	return new(pendingConn)
+}
+
+// forgetLocked removes the connect of fd (generation gen) and returns it, or nil if it was not
+// pending. c.mu must be held.
+func (c *epollConnector) forgetLocked(fd int, gen uint32) *pendingConn {
+	if fd < 0 || fd >= len(c.conns) || c.conns[fd] == nil || c.conns[fd].gen != gen {
+		return nil
+	}
+	p := c.conns[fd]
+	c.conns[fd] = nil
+	heap.Remove(&c.byDue, p.heapIndex)
+	return p
+}
+
+// connect makes a nonblocking socket with the check's options and starts its connect.
+func (c *epollConnector) connect(r *connectReq) (fd int, err error) {
+	mk := func() error {
+		fd, err = openConnect(r.target, r.dial)
+		return err
+	}
+	if r.dial.Do != nil {
+		err = r.dial.Do(mk)
+	} else {
+		err = mk()
+	}
+	return fd, err
+}
+
+// openConnect is socket, options, bind and connect; on error the socket is closed.
+func openConnect(target netip.AddrPort, o *DialOptions) (int, error) {
+	family := unix.AF_INET6
+	if target.Addr().Unmap().Is4() {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	fail := func(err error) (int, error) {
+		unix.Close(fd)
+		return -1, err
+	}
+	// Close with a RST, as the dialer path does with SetLinger(0) and keepalived does: no
+	// TIME_WAIT left on this side for every check.
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		return fail(os.NewSyscallError("setsockopt SO_LINGER", err))
+	}
+	if o.Mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(o.Mark)); err != nil {
+			return fail(fmt.Errorf("set SO_MARK %#x: %w", o.Mark, err))
+		}
+	}
+	if o.Interface != "" {
+		if err := unix.BindToDevice(fd, o.Interface); err != nil {
+			return fail(fmt.Errorf("bind to device %q: %w", o.Interface, err))
+		}
+	}
+	if o.Source.IsValid() {
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(o.Source, 0), family)); err != nil {
+			return fail(os.NewSyscallError("bind", err))
+		}
+	}
+	switch err := unix.Connect(fd, sockaddr(target, family)); {
+	case err == nil, errors.Is(err, unix.EINPROGRESS):
+		// Connected at once or in progress: the socket becomes writable either way.
+		return fd, nil
+	default:
+		return fail(os.NewSyscallError("connect", err))
+	}
+}
+
+func sockaddr(ap netip.AddrPort, family int) unix.Sockaddr {
+	if family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// failure is the completion of a run that failed with err.
+func (c *epollConnector) failure(e *entry, due, start time.Time, target netip.AddrPort, err error) completion {
+	end := time.Now()
+	err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(target), Err: err}
+	o, r := classify(err)
+	return completion{e: e, due: due, end: end,
+		res: Result{Outcome: o, Reason: r, Detail: err.Error(), Latency: end.Sub(start), Err: err}}
+}
+
+// maxEvents is how many events one epoll_wait returns at most; more wait for the next call.
+const maxEvents = 256
+
+// idleWait bounds run's sleep when no connect is pending. Without a bound, every batch of
+// connects started while run sleeps would have to wake it (an eventfd write and read and an
+// extra wake-up, about 200 a second at 10,000 checks) only to arm the batch's deadline; with it,
+// a deadline idleWait or more ahead (any timeout of 100 ms or more) is armed in time by the next
+// wake-up at the latest, for 10 idle wake-ups a second.
+const idleWait = 100 * time.Millisecond
+
+func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.wakeLocked()
+		c.mu.Unlock()
+	})
+	defer stop()
+	defer c.shutdown()
+	var (
+		events [maxEvents]unix.EpollEvent
+		batch  []completion
+		ready  []*pendingConn // finished, to close outside the lock
+		errs   []bool         // ready[i] reported EPOLLERR or EPOLLHUP
+	)
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		now := time.Now()
+		c.until = now.Add(idleWait)
+		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(c.until) {
+			c.until = c.byDue[0].deadline
+		}
+		until := c.until
+		if len(c.early) > 0 {
+			until = now // deliver them at once
+		}
+		c.sleeping = true
+		c.mu.Unlock()
+
+		n, err := c.wait(events[:], until)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			// Not expected (EBADF, EFAULT, EINVAL would be bugs): back off rather than spin.
+			time.Sleep(10 * time.Millisecond)
+		}
+		now = time.Now()
+		c.mu.Lock()
+		c.sleeping = false
+		batch = append(batch, c.early...)
+		clear(c.early)
+		c.early = c.early[:0]
+		for i := range max(n, 0) {
+			ev := &events[i]
+			fd := int(ev.Fd)
+			if fd == c.evfd {
+				var buf [8]byte
+				_, _ = unix.Read(c.evfd, buf[:])
+				c.woken = false
+				continue
+			}
+			p := c.forgetLocked(fd, uint32(ev.Pad))
+			if p == nil {
+				continue
+			}
+			ready = append(ready, p)
+			errs = append(errs, ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
+		}
+		// Deadlines: a connect with no answer by then has timed out.
+		for len(c.byDue) > 0 && !c.byDue[0].deadline.After(now) {
+			p := heap.Pop(&c.byDue).(*pendingConn)
+			c.conns[p.fd] = nil
+			ready = append(ready, p)
+			errs = append(errs, false)
+			p.heapIndex = -2 // timed out
+		}
+		c.mu.Unlock()
+
+		for i, p := range ready {
+			var res Result
+			switch {
+			case p.heapIndex == -2:
+				res = c.failure(p.e, p.due, p.start, p.target, errConnectTimeout).res
+			case errs[i]:
+				soerr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+				switch {
+				case err != nil:
+					res = c.failure(p.e, p.due, p.start, p.target, os.NewSyscallError("getsockopt SO_ERROR", err)).res
+				case soerr != 0:
+					res = c.failure(p.e, p.due, p.start, p.target, os.NewSyscallError("connect", unix.Errno(soerr))).res
+				default:
+					// Hung up after connecting: the handshake completed, which is all a
+					// connect check asks.
+					res = Result{Outcome: OutcomeHealthy, Detail: "connected", Latency: now.Sub(p.start)}
+				}
+			default:
+				res = Result{Outcome: OutcomeHealthy, Detail: "connected", Latency: now.Sub(p.start)}
+			}
+			unix.Close(p.fd)
+			batch = append(batch, completion{e: p.e, due: p.due, end: p.start.Add(res.Latency), res: res})
+		}
+		if len(ready) > 0 {
+			c.mu.Lock()
+			for _, p := range ready {
+				*p = pendingConn{}
+				c.free = append(c.free, p)
+			}
+			c.mu.Unlock()
+			clear(ready)
+			ready, errs = ready[:0], errs[:0]
+		}
+		if len(batch) > 0 && ctx.Err() == nil {
+			done(batch)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// shutdown closes every socket still connecting and the engine's own descriptors.
+func (c *epollConnector) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, p := range c.byDue {
+		unix.Close(p.fd)
+	}
+	c.byDue, c.conns, c.free, c.early = nil, nil, nil, nil
+	unix.Close(c.evfd)
+	if c.ep != nil {
+		c.ep.Close() // closes epfd
+	} else {
+		unix.Close(c.epfd)
+	}
+}
+
+// connHeap orders connects in progress by deadline.
+type connHeap []*pendingConn
+
+func (h connHeap) Len() int           { return len(h) }
+func (h connHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h connHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *connHeap) Push(x any) {
+	p := x.(*pendingConn)
+	p.heapIndex = len(*h)
+	*h = append(*h, p)
+}
+func (h *connHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	p.heapIndex = -1
+	return p
+}
