@@ -219,8 +219,17 @@ func (i *Instance) drillTransition(ev StateChange) {
 		d.finish(true, fmt.Sprintf("became master again (%v) before another router took over", ev.Reason))
 	case d.h.Action == DrillTakeover && ev.To == Master && ev.Reason == ReasonTakeover:
 		d.h.FirstNewMasterAdvert, d.h.NewMasterPriority = i.lastSent, ev.Priority
+		// The Machine adds the VIPs and starts the announcements before it reports the
+		// transition, so the VIP worker may have recorded this epoch's times already (before
+		// d.epoch matched and drillVIPsAdded/drillAnnounced could take them): take them here.
 		i.vmu.Lock()
 		d.epoch = i.epoch
+		if d.h.VIPsAdded.IsZero() {
+			d.h.VIPsAdded = i.epochInfo.VIPsAdded
+		}
+		if d.h.FirstAnnounce.IsZero() {
+			d.h.FirstAnnounce = i.epochInfo.FirstAnnounce
+		}
 		i.vmu.Unlock()
 	case d.h.Action == DrillTakeover && ev.From == Master:
 		d.finish(true, fmt.Sprintf("left master (%v -> %v, %v): the old master did not yield", ev.From, ev.To, ev.Reason))
