@@ -82,11 +82,14 @@ demo: build
 # bench: side-by-side benchmarks against the reference tools, as root; each prints its report and
 # keeps it under bin/. See each package's doc for the method.
 #   bench/vrrp     client-visible failover outage of a fulcrum pair and a keepalived pair in
-#                  namespaces, master crash and drill, 20 runs each (FULCRUM_BENCH_RUNS), ~2 min.
+#                  namespaces, master crash and drill, 20 runs each (FULCRUM_BENCH_RUNS), ~2 min;
+#                  then 200 crash/restart drill cycles of a fulcrum pair (outage median/p95/max).
 #   bench/ipvs     in the lab guest: 10,000 services x 4 destinations applied by the reconciler vs
 #                  ipvsadm -R, then one weight change (netlink ops and time).
 #   bench/l7proxy  fulcrum's proxy vs HAProxy and nginx pinned to one core, wrk on the other:
 #                  req/s, p50/p99 and CPU per request, 4 scenarios, interleaved rounds, ~4 min.
+#   bench/health   10,000 TCP checks at 1 s: the agent's CPU, RSS and drift on the host, and beside
+#                  keepalived's checker in the lab guest (10,000 and 200 checks), ~7 min.
 bench: bench-deps build
 	FULCRUM_BENCH=1 FULCRUM_BIN=$(CURDIR)/$(BIN) FULCRUM_BENCH_OUT=$(CURDIR)/bin/bench-vrrp.txt \
 	    $(GO) test -count=1 -v -timeout 20m -run '^TestVRRPFailover$$' ./bench/vrrp
