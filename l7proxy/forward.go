@@ -306,7 +306,7 @@ func (pr *proxyRT) clientAddr(peer netip.AddrPort, h http.Header) netip.AddrPort
 	if !pr.trusted(peer.Addr()) {
 		return peer
 	}
-	return clientFromHops(pr, peer, forwardedFor(h))
+	return clientFromHops(pr, peer, hopsOf(h["X-Forwarded-For"]))
 }
 
 // clientFromHops is clientAddr with the X-Forwarded-For hops of a trusted peer.
@@ -325,9 +325,10 @@ func clientFromHops(pr *proxyRT, peer netip.AddrPort, hops []string) netip.AddrP
 	return client
 }
 
-func forwardedFor(h http.Header) []string {
+// hopsOf lists the addresses of X-Forwarded-For lines, in order, without blanks.
+func hopsOf(lines []string) []string {
 	var out []string
-	for _, line := range h.Values("X-Forwarded-For") {
+	for _, line := range lines {
 		for part := range strings.SplitSeq(line, ",") {
 			if p := strings.TrimSpace(part); p != "" {
 				out = append(out, p)
@@ -401,16 +402,24 @@ func (pr *proxyRT) rewrite(p *httputil.ProxyRequest) {
 	}
 }
 
-// forwardedValues sets rs.fwd: the X-Forwarded-For, -Proto, -Host and X-Real-IP values of
-// the outbound request. The four values share one backing array (in the request's state), and
-// the keys are canonical already: no allocation per header.
+// forwardedValues sets rs.fwd for a request net/http parsed; see setForwarded.
 func (pr *proxyRT) forwardedValues(rs *reqState, in *http.Request) {
+	h := in.Header
+	pr.setForwarded(rs, h["X-Forwarded-For"], h.Get("X-Forwarded-Proto"), in.Host, h.Get("X-Forwarded-Host"))
+}
+
+// setForwarded sets rs.fwd: the X-Forwarded-For, -Proto, -Host and X-Real-IP values of the
+// outbound request, from what the client sent: its X-Forwarded-For lines, its first
+// X-Forwarded-Proto and X-Forwarded-Host, and its Host. The client's values count only from a
+// trusted proxy. The four values share one backing array (in the request's state), and the
+// keys are canonical already: no allocation per header.
+func (pr *proxyRT) setForwarded(rs *reqState, xffLines []string, xfp, host, xfh string) {
 	trusted := len(pr.opts.TrustedProxies) > 0 && pr.trusted(rs.peer.Addr())
 	peer := rs.peerStr
 	fwd := &rs.fwd
 	fwd[0] = peer
 	if trusted {
-		if prior := forwardedFor(in.Header); len(prior) > 0 {
+		if prior := hopsOf(xffLines); len(prior) > 0 {
 			fwd[0] = strings.Join(prior, ", ") + ", " + peer
 		}
 	}
@@ -418,15 +427,14 @@ func (pr *proxyRT) forwardedValues(rs *reqState, in *http.Request) {
 	if rs.tls {
 		proto = "https"
 	}
-	if v := in.Header.Get("X-Forwarded-Proto"); trusted && (v == "http" || v == "https") {
-		proto = v
+	if trusted && (xfp == "http" || xfp == "https") {
+		proto = xfp
 	}
 	fwd[1] = proto
-	fwdHost := in.Host
-	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
-		fwdHost = v
+	fwd[2] = host
+	if trusted && xfh != "" {
+		fwd[2] = xfh
 	}
-	fwd[2] = fwdHost
 	if rs.client == rs.peer {
 		fwd[3] = peer
 	} else {

@@ -705,18 +705,6 @@ func protoOf(q *loopReq) string {
 	return "HTTP/1.1"
 }
 
-func hopsOf(lines []string) []string {
-	var out []string
-	for _, line := range lines {
-		for part := range strings.SplitSeq(line, ",") {
-			if p := strings.TrimSpace(part); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
 // writeError answers with a short text/plain body, as http.Error does.
 func (lc *loopConn) writeError(code int, extra string, keep bool) {
 	w := lc.bw
@@ -746,7 +734,7 @@ func (lc *loopConn) writeError(code int, extra string, keep bool) {
 func (lc *loopConn) forward(pr *proxyRT, rs *reqState, keep bool) (int, int64, bool) {
 	q := &lc.req
 	b := rs.b
-	lc.forwardedValues(pr, rs)
+	pr.setForwarded(rs, lc.req.xff, lc.req.xfp, lc.req.host, lc.req.xfh)
 	var cookie string
 	hasCookie := false
 	if name := b.sticky.Cookie; name != "" {
@@ -825,37 +813,6 @@ func (lc *loopConn) gatewayError(pr *proxyRT, err error, keep bool) (int, int64,
 	pr.log.Debug("proxy error", "proxy", pr.name, "uri", lc.req.target, "status", code, "error", err)
 	lc.writeError(code, "", keep)
 	return code, 0, keep
-}
-
-// forwardedValues is proxyRT.forwardedValues for a parsed head.
-func (lc *loopConn) forwardedValues(pr *proxyRT, rs *reqState) {
-	q := &lc.req
-	trusted := len(pr.opts.TrustedProxies) > 0 && pr.trusted(rs.peer.Addr())
-	peer := rs.peerStr
-	fwd := &rs.fwd
-	fwd[0] = peer
-	if trusted {
-		if prior := hopsOf(q.xff); len(prior) > 0 {
-			fwd[0] = strings.Join(prior, ", ") + ", " + peer
-		}
-	}
-	proto := "http"
-	if rs.tls {
-		proto = "https"
-	}
-	if v := q.xfp; trusted && (v == "http" || v == "https") {
-		proto = v
-	}
-	fwd[1] = proto
-	fwd[2] = q.host
-	if trusted && q.xfh != "" {
-		fwd[2] = q.xfh
-	}
-	if rs.client == rs.peer {
-		fwd[3] = peer
-	} else {
-		fwd[3] = rs.client.Addr().String()
-	}
 }
 
 // editedFold reports whether the request header changes delete or set k (any case).
