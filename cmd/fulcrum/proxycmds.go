@@ -82,7 +82,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s/%s/%s (%s): %s; state %s, %d request(s) in flight\n",
 		res.Proxy, res.Backend, res.Server, res.Address, state, res.State, res.ActiveSessions)
 	if res.Disabled {
-		fmt.Fprintf(stdout, "  no new requests until `fulcrum proxy enable %s %s %s` (lasts across reloads, not restarts)\n", res.Proxy, res.Backend, res.Server)
+		fmt.Fprintf(stdout, "  no new requests until `fulcrum proxy enable %s %s %s` (lasts across reloads and restarts)\n", res.Proxy, res.Backend, res.Server)
 	}
 	return exitOK
 }
