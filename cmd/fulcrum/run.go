@@ -43,7 +43,7 @@ Commands:
            IPVS: dump the kernel now and correct any drift
   proxy    disable|enable PROXY BACKEND SERVER [-socket PATH]
            L7 proxy: take a server out of rotation (requests in flight
-           finish; lasts across reloads) or put it back
+           finish; lasts across reloads and restarts) or put it back
   version  print version information
   help     print this help
 
