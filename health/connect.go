@@ -36,14 +36,31 @@ type connectReq struct {
 
 // connector runs plain TCP connect checks without a goroutine per run. The Scheduler's epoll
 // engine is the real one; tests use a fake.
+//
+// One goroutine, run's, owns both the plain connect checks' due times (through host) and their
+// sockets, as keepalived's checker does timers and I/O in one thread: it takes the runs that are
+// due and starts them, collects the finished ones, hands them back, and sleeps until the next
+// due time or connect deadline. A batch of checks costs one wake-up of one goroutine, with no
+// hand-off between a scheduling goroutine and an I/O goroutine.
 type connector interface {
-	// start begins the runs of reqs. It is called from the Scheduler's owner goroutine, only
-	// while run runs, and must not block on the network. It does not keep reqs.
-	start(reqs []connectReq)
-	// run serves until ctx ends, calling done with batches of finished runs (from one
-	// goroutine; done does not keep the slice), then closes every socket still open and
-	// returns. Runs still in progress then are dropped.
-	run(ctx context.Context, done func([]completion))
+	// run serves until ctx ends: it starts the runs host.dueConnects returns, calls
+	// host.connected with batches of finished runs (host does not keep the slice), and sleeps
+	// until the next due time host.dueConnects gave, a connect's deadline or wake. Then it
+	// closes every socket still open and returns; runs still in progress are dropped. host is
+	// only called from run's goroutine, and with none of the connector's locks held.
+	run(ctx context.Context, host connectHost)
+	// wake makes run ask host.dueConnects again soon: a due time may have moved earlier than
+	// it sleeps until. Safe for concurrent use, also before run and after it returned.
+	wake()
+}
+
+// connectHost is the Scheduler's side of a connector.
+type connectHost interface {
+	// dueConnects appends the runs due now (within the slack) to reqs, marks them running and
+	// returns them, with the due time of the next plain connect check (zero: none).
+	dueConnects(reqs []connectReq) ([]connectReq, time.Time)
+	// connected takes a batch of finished runs in.
+	connected(batch []completion)
 }
 
 // connectOnly is implemented by checkers whose run is a plain TCP connect: the target and the
@@ -67,8 +84,8 @@ func (c *tcpChecker) connectOnly() (netip.AddrPort, *DialOptions, bool) {
 var errConnectTimeout error = os.ErrDeadlineExceeded
 
 // epollConnector is the real connector: nonblocking sockets registered on one epoll instance,
-// served by the goroutine in run. start creates and connects the sockets in the caller's
-// goroutine (no handoff); run waits for their events and their deadlines.
+// served by the goroutine in run, which also creates and connects the sockets of the runs that
+// are due, waits for their events and their deadlines.
 type epollConnector struct {
 	epfd int // epoll instance, nonblocking ...
 	// ... and registered with Go's netpoller through ep: run parks there like any goroutine
@@ -77,18 +94,17 @@ type epollConnector struct {
 	// after; at hundreds of waits a second that is a steady cost, heavy under emulation.
 	ep   *os.File
 	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait
-	evfd int             // eventfd that wakes run: ctx ended, or a deadline earlier than it sleeps until
+	evfd int             // eventfd that wakes run: ctx ended, or wake
 
-	mu       sync.Mutex
-	conns    []*pendingConn // by file descriptor; nil when not a connect in progress
-	byDue    connHeap       // connects in progress by deadline
-	free     []*pendingConn // recycled records
-	gen      uint32         // tells a reused descriptor's events from its predecessor's
-	sleeping bool           // run is (about to be) in epoll_wait ...
-	until    time.Time      // ... until then at the latest
-	closed   bool
-	woken    bool         // an eventfd write is pending; one is enough
-	early    []completion // runs that failed in start, for run to deliver
+	// mu guards what wake and shutdown share with run; the rest is run's alone.
+	mu     sync.Mutex
+	closed bool
+	woken  bool // an eventfd write is pending; one is enough
+
+	conns []*pendingConn // by file descriptor; nil when not a connect in progress
+	byDue connHeap       // connects in progress by deadline
+	free  []*pendingConn // recycled records
+	gen   uint32         // tells a reused descriptor's events from its predecessor's
 }
 
 type pendingConn struct {
@@ -172,8 +188,18 @@ func (c *epollConnector) wakeLocked() {
 	_, _ = unix.Write(c.evfd, one[:])
 }
 
-func (c *epollConnector) start(reqs []connectReq) {
-	var failed []completion
+// wake makes run's epoll_wait return.
+func (c *epollConnector) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed { // the eventfd is closed, its number maybe reused
+		c.wakeLocked()
+	}
+}
+
+// start begins the runs of reqs, from run's goroutine, and appends the runs that failed at once
+// to failed.
+func (c *epollConnector) start(reqs []connectReq, failed []completion) []completion {
 	for i := range reqs {
 		r := &reqs[i]
 		start := time.Now()
@@ -182,63 +208,31 @@ func (c *epollConnector) start(reqs []connectReq) {
 			failed = append(failed, c.failure(r.e, r.due, start, r.target, err))
 			continue
 		}
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			unix.Close(fd)
-			continue
-		}
 		p := c.record()
 		c.gen++
-		gen := c.gen // p is run's once the lock is released
 		// The deadline counts from this connect, not from the batch's dispatch: on a saturated
 		// machine the last connects of a large batch start long after the first, and a
 		// deadline from the dispatch timed them out a millisecond after they were sent.
-		deadline := start.Add(r.timeout)
-		*p = pendingConn{fd: fd, gen: gen, e: r.e, due: r.due, target: r.target, start: start, deadline: deadline}
+		*p = pendingConn{fd: fd, gen: c.gen, e: r.e, due: r.due, target: r.target, start: start, deadline: start.Add(r.timeout)}
+		// Edge and level triggering are the same here, the socket is closed at its first event.
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(p.gen)}
+		if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			unix.Close(fd)
+			*p = pendingConn{}
+			c.free = append(c.free, p)
+			failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
+			continue
+		}
 		for fd >= len(c.conns) {
 			c.conns = append(c.conns, nil)
 		}
 		c.conns[fd] = p
 		heap.Push(&c.byDue, p)
-		// run computes its sleep from the earliest deadline, and sleeps at most idleWait; a
-		// deadline before that must wake it. With equal timeouts of idleWait or more it never
-		// comes: the handshake's own event wakes run, or run wakes in time to arm the deadline.
-		if c.sleeping && deadline.Before(c.until) {
-			c.wakeLocked()
-		}
-		c.mu.Unlock()
-		// Registered after the record exists: the event can come at once. Edge and level
-		// triggering are the same here, the socket is closed at its first event.
-		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)}
-		if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			c.mu.Lock()
-			ok := c.forgetLocked(fd, gen) != nil
-			c.mu.Unlock()
-			if ok {
-				unix.Close(fd)
-				failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
-			}
-		}
 	}
-	if len(failed) > 0 {
-		c.deliverLater(failed)
-	}
+	return failed
 }
 
-// deliverLater hands results found in start to run, which delivers them with its next batch:
-// done is only ever called from run's goroutine.
-func (c *epollConnector) deliverLater(cs []completion) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.early = append(c.early, cs...)
-	c.wakeLocked()
-}
-
-// record returns a free record. c.mu must be held.
+// record returns a free record.
 func (c *epollConnector) record() *pendingConn {
 	if n := len(c.free); n > 0 {
 		p := c.free[n-1]
@@ -248,9 +242,9 @@ func (c *epollConnector) record() *pendingConn {
 	return new(pendingConn)
 }
 
-// forgetLocked removes the connect of fd (generation gen) and returns it, or nil if it was not
-// pending. c.mu must be held.
-func (c *epollConnector) forgetLocked(fd int, gen uint32) *pendingConn {
+// forget removes the connect of fd (generation gen) and returns it, or nil if it was not
+// pending.
+func (c *epollConnector) forget(fd int, gen uint32) *pendingConn {
 	if fd < 0 || fd >= len(c.conns) || c.conns[fd] == nil || c.conns[fd].gen != gen {
 		return nil
 	}
@@ -336,40 +330,40 @@ func (c *epollConnector) failure(e *entry, due, start time.Time, target netip.Ad
 // maxEvents is how many events one epoll_wait returns at most; more wait for the next call.
 const maxEvents = 256
 
-// idleWait bounds run's sleep when no connect is pending. Without a bound, every batch of
-// connects started while run sleeps would have to wake it (an eventfd write and read and an
-// extra wake-up, about 200 a second at 10,000 checks) only to arm the batch's deadline; with it,
-// a deadline idleWait or more ahead (any timeout of 100 ms or more) is armed in time by the next
-// wake-up at the latest, for 10 idle wake-ups a second.
+// idleWait bounds run's sleep: a missed wake costs at most this much delay, never a stall.
 const idleWait = 100 * time.Millisecond
 
-func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.wakeLocked()
-		c.mu.Unlock()
-	})
+func (c *epollConnector) run(ctx context.Context, host connectHost) {
+	stop := context.AfterFunc(ctx, c.wake)
 	defer stop()
 	defer c.shutdown()
 	var (
 		events [maxEvents]unix.EpollEvent
+		reqs   []connectReq
 		batch  []completion
-		ready  []*pendingConn // finished, to close outside the lock
+		ready  []*pendingConn // finished, to close and report
 		errs   []bool         // ready[i] reported EPOLLERR or EPOLLHUP
+		next   time.Time
 	)
 	for ctx.Err() == nil {
-		c.mu.Lock()
+		// Start what is due. On loopback and near targets most handshakes are done by the
+		// time the wait below looks, so their events come without parking.
+		reqs, next = host.dueConnects(reqs[:0])
+		if len(reqs) > 0 {
+			batch = c.start(reqs, batch)
+			clear(reqs)
+		}
 		now := time.Now()
-		c.until = now.Add(idleWait)
-		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(c.until) {
-			c.until = c.byDue[0].deadline
+		until := now.Add(idleWait)
+		if !next.IsZero() && next.Before(until) {
+			until = next
 		}
-		until := c.until
-		if len(c.early) > 0 {
-			until = now // deliver them at once
+		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(until) {
+			until = c.byDue[0].deadline
 		}
-		c.sleeping = true
-		c.mu.Unlock()
+		if len(batch) > 0 {
+			until = now // deliver the failures at once
+		}
 
 		n, err := c.wait(events[:], until)
 		if err != nil && !errors.Is(err, unix.EINTR) {
@@ -377,21 +371,18 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		now = time.Now()
-		c.mu.Lock()
-		c.sleeping = false
-		batch = append(batch, c.early...)
-		clear(c.early)
-		c.early = c.early[:0]
 		for i := range max(n, 0) {
 			ev := &events[i]
 			fd := int(ev.Fd)
 			if fd == c.evfd {
 				var buf [8]byte
+				c.mu.Lock()
 				_, _ = unix.Read(c.evfd, buf[:])
 				c.woken = false
+				c.mu.Unlock()
 				continue
 			}
-			p := c.forgetLocked(fd, uint32(ev.Pad))
+			p := c.forget(fd, uint32(ev.Pad))
 			if p == nil {
 				continue
 			}
@@ -406,7 +397,6 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			errs = append(errs, false)
 			p.heapIndex = -2 // timed out
 		}
-		c.mu.Unlock()
 
 		for i, p := range ready {
 			var res Result
@@ -430,19 +420,13 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			}
 			unix.Close(p.fd)
 			batch = append(batch, completion{e: p.e, due: p.due, end: p.start.Add(res.Latency), res: res})
+			*p = pendingConn{}
+			c.free = append(c.free, p)
 		}
-		if len(ready) > 0 {
-			c.mu.Lock()
-			for _, p := range ready {
-				*p = pendingConn{}
-				c.free = append(c.free, p)
-			}
-			c.mu.Unlock()
-			clear(ready)
-			ready, errs = ready[:0], errs[:0]
-		}
+		clear(ready)
+		ready, errs = ready[:0], errs[:0]
 		if len(batch) > 0 && ctx.Err() == nil {
-			done(batch)
+			host.connected(batch)
 		}
 		clear(batch)
 		batch = batch[:0]
@@ -457,7 +441,7 @@ func (c *epollConnector) shutdown() {
 	for _, p := range c.byDue {
 		unix.Close(p.fd)
 	}
-	c.byDue, c.conns, c.free, c.early = nil, nil, nil, nil
+	c.byDue, c.conns, c.free = nil, nil, nil
 	unix.Close(c.evfd)
 	if c.ep != nil {
 		c.ep.Close() // closes epfd

@@ -15,39 +15,53 @@ import (
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
 )
 
-// fakeConnector is a connector that records the runs it is given and answers them with the
-// result its function picks, from run's goroutine.
+// fakeConnector is a connector that records the runs it takes and answers them at once with
+// the result its function picks, from run's goroutine.
 type fakeConnector struct {
 	answer func(connectReq) Result
 
 	mu      sync.Mutex
 	reqs    []connectReq
-	queued  chan connectReq
+	woken   chan struct{}
 	stopped chan struct{}
 }
 
 func newFakeConnector(answer func(connectReq) Result) *fakeConnector {
-	return &fakeConnector{answer: answer, queued: make(chan connectReq, 1024), stopped: make(chan struct{})}
+	return &fakeConnector{answer: answer, woken: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
-func (f *fakeConnector) start(reqs []connectReq) {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, reqs...)
-	f.mu.Unlock()
-	for _, r := range reqs {
-		f.queued <- r
+func (f *fakeConnector) wake() {
+	select {
+	case f.woken <- struct{}{}:
+	default:
 	}
 }
 
-func (f *fakeConnector) run(ctx context.Context, done func([]completion)) {
+func (f *fakeConnector) run(ctx context.Context, host connectHost) {
 	defer close(f.stopped)
+	var reqs []connectReq
 	for {
+		var next time.Time
+		reqs, next = host.dueConnects(reqs[:0])
+		f.mu.Lock()
+		f.reqs = append(f.reqs, reqs...)
+		f.mu.Unlock()
+		for _, r := range reqs {
+			host.connected([]completion{{e: r.e, due: r.due, end: time.Now(), res: f.answer(r)}})
+		}
+		sleep := time.Hour
+		if !next.IsZero() {
+			sleep = max(time.Until(next), 0)
+		}
+		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case r := <-f.queued:
-			done([]completion{{e: r.e, due: r.due, end: time.Now(), res: f.answer(r)}})
+		case <-f.woken:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -195,15 +209,20 @@ func TestEpollConnector(t *testing.T) {
 		t.Error("the epoll instance is not in Go's netpoller: run blocks a thread in epoll_wait")
 	}
 	results := make(chan completion, 16)
+	host := &queueHost{done: func(b []completion) {
+		for _, x := range b {
+			results <- x
+		}
+	}}
+	submit := func(reqs []connectReq) {
+		host.add(reqs)
+		c.wake()
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
-		c.run(ctx, func(b []completion) {
-			for _, x := range b {
-				results <- x
-			}
-		})
+		c.run(ctx, host)
 	}()
 	defer func() { cancel(); <-runDone }()
 
@@ -212,7 +231,7 @@ func TestEpollConnector(t *testing.T) {
 		t.Helper()
 		o.Do = lb.Do
 		e := &entry{}
-		c.start([]connectReq{{e: e, target: target, dial: &o, timeout: timeout}})
+		submit([]connectReq{{e: e, target: target, dial: &o, timeout: timeout}})
 		select {
 		case r := <-results:
 			if r.e != e {
@@ -305,7 +324,7 @@ func TestEpollConnector(t *testing.T) {
 			}
 			reqs[i] = connectReq{e: &entry{}, target: target, dial: &slow, timeout: 300 * time.Millisecond}
 		}
-		c.start(reqs)
+		submit(reqs)
 		for range reqs {
 			var r completion
 			select {
@@ -358,13 +377,10 @@ func TestEpollConnector(t *testing.T) {
 		for i := range reqs {
 			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(ghostIP + ":80"), dial: &o, timeout: time.Hour}
 		}
-		c.start(reqs)
-		c.mu.Lock()
-		pending := len(c.byDue)
-		c.mu.Unlock()
-		if pending != 100 {
-			t.Fatalf("%d connects pending, want 100", pending)
-		}
+		taken := host.add(reqs)
+		c.wake()
+		// run asks again only once it has started what it took.
+		waitUntil(t, "the connects started", func() bool { return host.asked() > taken+1 })
 		t0 := time.Now()
 		cancel()
 		select {
@@ -378,3 +394,38 @@ func TestEpollConnector(t *testing.T) {
 		}
 	})
 }
+
+// queueHost is a connectHost that hands out what was added, all due at once, and has no due
+// time of its own.
+type queueHost struct {
+	done func([]completion)
+
+	mu    sync.Mutex
+	queue []connectReq
+	calls int
+}
+
+// add queues reqs and returns how many times dueConnects was called before.
+func (h *queueHost) add(reqs []connectReq) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.queue = append(h.queue, reqs...)
+	return h.calls
+}
+
+func (h *queueHost) asked() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls
+}
+
+func (h *queueHost) dueConnects(reqs []connectReq) ([]connectReq, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	reqs = append(reqs, h.queue...)
+	h.queue = nil
+	return reqs, time.Time{}
+}
+
+func (h *queueHost) connected(b []completion) { h.done(b) }
