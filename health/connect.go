@@ -164,7 +164,7 @@ func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int
 		werr error
 	)
 	err := c.rc.Read(func(uintptr) bool {
-		n, werr = unix.EpollWait(c.epfd, events, 0)
+		n, werr = rawEpollPoll(c.epfd, events)
 		// Nothing ready: park in the netpoller until the epoll instance is readable.
 		return n != 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
 	})
@@ -216,8 +216,8 @@ func (c *epollConnector) start(reqs []connectReq, failed []completion) []complet
 		*p = pendingConn{fd: fd, gen: c.gen, e: r.e, due: r.due, target: r.target, start: start, deadline: start.Add(r.timeout)}
 		// Edge and level triggering are the same here, the socket is closed at its first event.
 		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(p.gen)}
-		if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			unix.Close(fd)
+		if err := rawEpollAdd(c.epfd, fd, &ev); err != nil {
+			rawClose(fd)
 			*p = pendingConn{}
 			c.free = append(c.free, p)
 			failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
@@ -274,17 +274,17 @@ func openConnect(target netip.AddrPort, o *DialOptions) (int, error) {
 	if target.Addr().Unmap().Is4() {
 		family = unix.AF_INET
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := rawSocket(family)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	fail := func(err error) (int, error) {
-		unix.Close(fd)
+		rawClose(fd)
 		return -1, err
 	}
 	// Close with a RST, as the dialer path does with SetLinger(0) and keepalived does: no
 	// TIME_WAIT left on this side for every check.
-	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+	if err := rawLingerZero(fd); err != nil {
 		return fail(os.NewSyscallError("setsockopt SO_LINGER", err))
 	}
 	if o.Mark != 0 {
@@ -302,7 +302,7 @@ func openConnect(target netip.AddrPort, o *DialOptions) (int, error) {
 			return fail(os.NewSyscallError("bind", err))
 		}
 	}
-	switch err := unix.Connect(fd, sockaddr(target, family)); {
+	switch err := rawConnect(fd, target, family); {
 	case err == nil, errors.Is(err, unix.EINPROGRESS):
 		// Connected at once or in progress: the socket becomes writable either way.
 		return fd, nil
@@ -418,7 +418,7 @@ func (c *epollConnector) run(ctx context.Context, host connectHost) {
 			default:
 				res = Result{Outcome: OutcomeHealthy, Detail: "connected", Latency: now.Sub(p.start)}
 			}
-			unix.Close(p.fd)
+			rawClose(p.fd)
 			batch = append(batch, completion{e: p.e, due: p.due, end: p.start.Add(res.Latency), res: res})
 			*p = pendingConn{}
 			c.free = append(c.free, p)
