@@ -56,9 +56,10 @@ type connector interface {
 
 // connectHost is the Scheduler's side of a connector.
 type connectHost interface {
-	// dueConnects appends the runs due now (within the slack) to reqs, marks them running and
-	// returns them, with the due time of the next plain connect check (zero: none).
-	dueConnects(reqs []connectReq) ([]connectReq, time.Time)
+	// dueConnects appends the runs due now (within the slack), at most limit, to reqs, marks
+	// them running and returns them, with the due time of the next plain connect check left
+	// waiting (zero: none).
+	dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time)
 	// connected takes a batch of finished runs in.
 	connected(batch []completion)
 }
@@ -330,6 +331,11 @@ func (c *epollConnector) failure(e *entry, due, start time.Time, target netip.Ad
 // maxEvents is how many events one epoll_wait returns at most; more wait for the next call.
 const maxEvents = 256
 
+// maxStarts is how many runs one turn of run starts at most. On a machine too slow for the
+// schedule every check is overdue; without a bound one turn would start them all, for seconds,
+// before it reaps any, and results would come late and in bursts.
+const maxStarts = 2 * maxEvents
+
 // idleWait bounds run's sleep: a missed wake costs at most this much delay, never a stall.
 const idleWait = 100 * time.Millisecond
 
@@ -348,7 +354,7 @@ func (c *epollConnector) run(ctx context.Context, host connectHost) {
 	for ctx.Err() == nil {
 		// Start what is due. On loopback and near targets most handshakes are done by the
 		// time the wait below looks, so their events come without parking.
-		reqs, next = host.dueConnects(reqs[:0])
+		reqs, next = host.dueConnects(reqs[:0], maxStarts)
 		if len(reqs) > 0 {
 			batch = c.start(reqs, batch)
 			clear(reqs)
@@ -371,23 +377,33 @@ func (c *epollConnector) run(ctx context.Context, host connectHost) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		now = time.Now()
-		for i := range max(n, 0) {
-			ev := &events[i]
-			fd := int(ev.Fd)
-			if fd == c.evfd {
-				var buf [8]byte
-				c.mu.Lock()
-				_, _ = unix.Read(c.evfd, buf[:])
-				c.woken = false
-				c.mu.Unlock()
-				continue
+		// Take every event that is ready before looking at deadlines: a connect that has
+		// answered is not timed out because its event was past the first maxEvents.
+		for {
+			for i := range max(n, 0) {
+				ev := &events[i]
+				fd := int(ev.Fd)
+				if fd == c.evfd {
+					var buf [8]byte
+					c.mu.Lock()
+					_, _ = unix.Read(c.evfd, buf[:])
+					c.woken = false
+					c.mu.Unlock()
+					continue
+				}
+				p := c.forget(fd, uint32(ev.Pad))
+				if p == nil {
+					continue
+				}
+				ready = append(ready, p)
+				errs = append(errs, ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
 			}
-			p := c.forget(fd, uint32(ev.Pad))
-			if p == nil {
-				continue
+			if n < len(events) {
+				break
 			}
-			ready = append(ready, p)
-			errs = append(errs, ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
+			if n, err = rawEpollPoll(c.epfd, events[:]); err != nil {
+				break
+			}
 		}
 		// Deadlines: a connect with no answer by then has timed out.
 		for len(c.byDue) > 0 && !c.byDue[0].deadline.After(now) {

@@ -42,7 +42,7 @@ func (f *fakeConnector) run(ctx context.Context, host connectHost) {
 	var reqs []connectReq
 	for {
 		var next time.Time
-		reqs, next = host.dueConnects(reqs[:0])
+		reqs, next = host.dueConnects(reqs[:0], 1024)
 		f.mu.Lock()
 		f.reqs = append(f.reqs, reqs...)
 		f.mu.Unlock()
@@ -419,12 +419,13 @@ func (h *queueHost) asked() int {
 	return h.calls
 }
 
-func (h *queueHost) dueConnects(reqs []connectReq) ([]connectReq, time.Time) {
+func (h *queueHost) dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.calls++
-	reqs = append(reqs, h.queue...)
-	h.queue = nil
+	n := min(limit, len(h.queue))
+	reqs = append(reqs, h.queue[:n]...)
+	h.queue = h.queue[n:]
 	return reqs, time.Time{}
 }
 

@@ -332,11 +332,11 @@ func (s *Scheduler) isDue(h entryHeap, now time.Time) bool {
 
 // dueConnects takes the plain connect checks that are due off cdue, for the connector's
 // goroutine.
-func (s *Scheduler) dueConnects(reqs []connectReq) ([]connectReq, time.Time) {
+func (s *Scheduler) dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	for s.isDue(s.cdue, now) {
+	for n := 0; n < limit && s.isDue(s.cdue, now); n++ {
 		e := heap.Pop(&s.cdue).(*entry)
 		e.running, e.ran, e.lastDue = true, true, e.due
 		reqs = append(reqs, connectReq{e: e, due: e.due, target: e.connect.target,
