@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,13 +89,19 @@ var errConnectTimeout error = os.ErrDeadlineExceeded
 // served by the goroutine in run, which also creates and connects the sockets of the runs that
 // are due, waits for their events and their deadlines.
 type epollConnector struct {
-	epfd int // epoll instance, nonblocking ...
-	// ... and registered with Go's netpoller through ep: run parks there like any goroutine
-	// waiting for a socket instead of blocking a thread in epoll_wait. A thread blocked in a
-	// system call makes the runtime's sysmon take its P away and poll every 20 µs for a while
-	// after; at hundreds of waits a second that is a steady cost, heavy under emulation.
-	ep   *os.File
-	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait
+	epfd int // epoll instance of the sockets and evfd
+	// run parks in Go's netpoller like any goroutine waiting for a socket, instead of blocking
+	// a thread in epoll_wait: a thread blocked in a system call makes the runtime's sysmon
+	// take its P away and poll every 20 µs for a while after; at hundreds of waits a second
+	// that is a steady cost, heavy under emulation. The netpoller does not hold epfd itself
+	// but gate, an epoll instance whose only entry is epfd, armed (EPOLLIN) only while run
+	// parks. Held directly, every socket event on epfd would also wake the netpoller (which
+	// holds it edge-triggered): a thread of the runtime blocked there woke for nearly every
+	// connect of a batch while run was busy starting and reaping them, only to find nothing
+	// to do. Disarmed, epfd's events stop at gate.
+	gate int
+	ep   *os.File        // gate, in the netpoller
+	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait on epfd
 	evfd int             // eventfd that wakes run: ctx ended, or wake
 
 	// mu guards what wake and shutdown share with run; the rest is run's alone.
@@ -135,22 +142,43 @@ func newEpollConnector() (*epollConnector, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("health: epoll_ctl eventfd: %w", err)
 	}
-	c := &epollConnector{epfd: epfd, evfd: evfd}
-	if err := unix.SetNonblock(epfd, true); err == nil {
-		c.ep = os.NewFile(uintptr(epfd), "health-epoll")
-		if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
-			c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+	c := &epollConnector{epfd: epfd, gate: -1, evfd: evfd}
+	if gate, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
+		ev := unix.EpollEvent{Fd: int32(epfd)} // disarmed
+		if unix.EpollCtl(gate, unix.EPOLL_CTL_ADD, epfd, &ev) != nil || unix.SetNonblock(gate, true) != nil {
+			unix.Close(gate)
+		} else {
+			c.gate = gate
+			c.ep = os.NewFile(uintptr(gate), "health-epoll")
+			if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
+				c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+			}
 		}
 	}
 	return c, nil
 }
 
+// arm sets the events gate watches on epfd: EPOLLIN while run parks, none while it runs.
+func (c *epollConnector) arm(events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(c.epfd)}
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(c.gate), unix.EPOLL_CTL_MOD, uintptr(c.epfd),
+		uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("epoll_ctl", e)
+	}
+	return nil
+}
+
 // wait fills events with what is ready, waiting until the deadline at the latest (not at all
 // when it has passed), and returns how many it filled.
 func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int, error) {
+	// What is ready already (most of a batch on near targets) needs no park.
+	if n, err := rawEpollPoll(c.epfd, events); n != 0 || err != nil && !errors.Is(err, unix.EINTR) {
+		return n, err
+	}
 	d := time.Until(deadline)
 	if d <= 0 {
-		return unix.EpollWait(c.epfd, events, 0)
+		return 0, nil
 	}
 	if c.rc == nil {
 		// epoll_wait counts whole milliseconds: round up, so that a deadline is never checked
@@ -160,6 +188,12 @@ func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int
 	if err := c.ep.SetReadDeadline(deadline); err != nil {
 		return 0, err
 	}
+	// Armed, an event on epfd makes gate readable (also one that came since the poll above:
+	// arming checks epfd at once).
+	if err := c.arm(unix.EPOLLIN); err != nil {
+		return 0, err
+	}
+	defer c.arm(0)
 	var (
 		n    int
 		werr error
@@ -459,10 +493,11 @@ func (c *epollConnector) shutdown() {
 	}
 	c.byDue, c.conns, c.free = nil, nil, nil
 	unix.Close(c.evfd)
+	unix.Close(c.epfd)
 	if c.ep != nil {
-		c.ep.Close() // closes epfd
-	} else {
-		unix.Close(c.epfd)
+		c.ep.Close() // closes gate
+	} else if c.gate >= 0 {
+		unix.Close(c.gate)
 	}
 }
 
