@@ -249,8 +249,11 @@ func (c *epollConnector) start(reqs []connectReq, failed []completion) []complet
 		// machine the last connects of a large batch start long after the first, and a
 		// deadline from the dispatch timed them out a millisecond after they were sent.
 		*p = pendingConn{fd: fd, gen: c.gen, e: r.e, due: r.due, target: r.target, start: start, deadline: start.Add(r.timeout)}
-		// Edge and level triggering are the same here, the socket is closed at its first event.
-		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(p.gen)}
+		// One event per connect (EPOLLONESHOT): run closes the socket after it has read every
+		// ready event, and level-triggered, a socket not yet closed would come back in every
+		// read, so that with maxEvents of them waiting the reads never ran dry. A socket whose
+		// file a forked child still holds for an instant after its close also reports once.
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(p.gen)}
 		if err := rawEpollAdd(c.epfd, fd, &ev); err != nil {
 			rawClose(fd)
 			*p = pendingConn{}

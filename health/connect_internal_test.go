@@ -309,6 +309,49 @@ func TestEpollConnector(t *testing.T) {
 			t.Errorf("error %v is not ENODEV", r.Err)
 		}
 	})
+	t.Run("more-ready-than-maxEvents", func(t *testing.T) {
+		// More answered connects than one read of events holds, all ready at once: every one
+		// is healthy (none timed out behind the first maxEvents) and run keeps turning.
+		ln2, err := backend.Listen("tcp", backendIP+":8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln2.Close()
+		go func() {
+			for {
+				c, err := ln2.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		o := DialOptions{Do: lb.Do}
+		reqs := make([]connectReq, 3*maxEvents)
+		for i := range reqs {
+			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(backendIP + ":8081"), dial: &o, timeout: 5 * time.Second}
+		}
+		got := make(chan completion, len(reqs))
+		host.setDone(func(b []completion) {
+			for _, x := range b {
+				got <- x
+			}
+		})
+		defer host.setDone(func(b []completion) {
+			for _, x := range b {
+				results <- x
+			}
+		})
+		submit(reqs)
+		for i := range reqs {
+			select {
+			case r := <-got:
+				want(t, r.res, OutcomeHealthy, ReasonNone)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d results of %d", i, len(reqs))
+			}
+		}
+	})
 	t.Run("deadline-from-each-connect", func(t *testing.T) {
 		// A slow batch: each socket takes 150 ms to make, more than half the timeout. Every
 		// connect gets its whole 300 ms from its own start, healthy or not.
@@ -429,4 +472,15 @@ func (h *queueHost) dueConnects(reqs []connectReq, limit int) ([]connectReq, tim
 	return reqs, time.Time{}
 }
 
-func (h *queueHost) connected(b []completion) { h.done(b) }
+func (h *queueHost) setDone(done func([]completion)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.done = done
+}
+
+func (h *queueHost) connected(b []completion) {
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	done(b)
+}
