@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,14 +37,32 @@ type connectReq struct {
 
 // connector runs plain TCP connect checks without a goroutine per run. The Scheduler's epoll
 // engine is the real one; tests use a fake.
+//
+// One goroutine, run's, owns both the plain connect checks' due times (through host) and their
+// sockets, as keepalived's checker does timers and I/O in one thread: it takes the runs that are
+// due and starts them, collects the finished ones, hands them back, and sleeps until the next
+// due time or connect deadline. A batch of checks costs one wake-up of one goroutine, with no
+// hand-off between a scheduling goroutine and an I/O goroutine.
 type connector interface {
-	// start begins the runs of reqs. It is called from the Scheduler's owner goroutine, only
-	// while run runs, and must not block on the network. It does not keep reqs.
-	start(reqs []connectReq)
-	// run serves until ctx ends, calling done with batches of finished runs (from one
-	// goroutine; done does not keep the slice), then closes every socket still open and
-	// returns. Runs still in progress then are dropped.
-	run(ctx context.Context, done func([]completion))
+	// run serves until ctx ends: it starts the runs host.dueConnects returns, calls
+	// host.connected with batches of finished runs (host does not keep the slice), and sleeps
+	// until the next due time host.dueConnects gave, a connect's deadline or wake. Then it
+	// closes every socket still open and returns; runs still in progress are dropped. host is
+	// only called from run's goroutine, and with none of the connector's locks held.
+	run(ctx context.Context, host connectHost)
+	// wake makes run ask host.dueConnects again soon: a due time may have moved earlier than
+	// it sleeps until. Safe for concurrent use, also before run and after it returned.
+	wake()
+}
+
+// connectHost is the Scheduler's side of a connector.
+type connectHost interface {
+	// dueConnects appends the runs due now (within the slack), at most limit, to reqs, marks
+	// them running and returns them, with the due time of the next plain connect check left
+	// waiting (zero: none).
+	dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time)
+	// connected takes a batch of finished runs in.
+	connected(batch []completion)
 }
 
 // connectOnly is implemented by checkers whose run is a plain TCP connect: the target and the
@@ -67,28 +86,33 @@ func (c *tcpChecker) connectOnly() (netip.AddrPort, *DialOptions, bool) {
 var errConnectTimeout error = os.ErrDeadlineExceeded
 
 // epollConnector is the real connector: nonblocking sockets registered on one epoll instance,
-// served by the goroutine in run. start creates and connects the sockets in the caller's
-// goroutine (no handoff); run waits for their events and their deadlines.
+// served by the goroutine in run, which also creates and connects the sockets of the runs that
+// are due, waits for their events and their deadlines.
 type epollConnector struct {
-	epfd int // epoll instance, nonblocking ...
-	// ... and registered with Go's netpoller through ep: run parks there like any goroutine
-	// waiting for a socket instead of blocking a thread in epoll_wait. A thread blocked in a
-	// system call makes the runtime's sysmon take its P away and poll every 20 µs for a while
-	// after; at hundreds of waits a second that is a steady cost, heavy under emulation.
-	ep   *os.File
-	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait
-	evfd int             // eventfd that wakes run: ctx ended, or a deadline earlier than it sleeps until
+	epfd int // epoll instance of the sockets and evfd
+	// run parks in Go's netpoller like any goroutine waiting for a socket, instead of blocking
+	// a thread in epoll_wait: a thread blocked in a system call makes the runtime's sysmon
+	// take its P away and poll every 20 µs for a while after; at hundreds of waits a second
+	// that is a steady cost, heavy under emulation. The netpoller does not hold epfd itself
+	// but gate, an epoll instance whose only entry is epfd, armed (EPOLLIN) only while run
+	// parks. Held directly, every socket event on epfd would also wake the netpoller (which
+	// holds it edge-triggered): a thread of the runtime blocked there woke for nearly every
+	// connect of a batch while run was busy starting and reaping them, only to find nothing
+	// to do. Disarmed, epfd's events stop at gate.
+	gate int
+	ep   *os.File        // gate, in the netpoller
+	rc   syscall.RawConn // ep's; nil when the netpoller refused it: run blocks in epoll_wait on epfd
+	evfd int             // eventfd that wakes run: ctx ended, or wake
 
-	mu       sync.Mutex
-	conns    []*pendingConn // by file descriptor; nil when not a connect in progress
-	byDue    connHeap       // connects in progress by deadline
-	free     []*pendingConn // recycled records
-	gen      uint32         // tells a reused descriptor's events from its predecessor's
-	sleeping bool           // run is (about to be) in epoll_wait ...
-	until    time.Time      // ... until then at the latest
-	closed   bool
-	woken    bool         // an eventfd write is pending; one is enough
-	early    []completion // runs that failed in start, for run to deliver
+	// mu guards what wake and shutdown share with run; the rest is run's alone.
+	mu     sync.Mutex
+	closed bool
+	woken  bool // an eventfd write is pending; one is enough
+
+	conns []*pendingConn // by file descriptor; nil when not a connect in progress
+	byDue connHeap       // connects in progress by deadline
+	free  []*pendingConn // recycled records
+	gen   uint32         // tells a reused descriptor's events from its predecessor's
 }
 
 type pendingConn struct {
@@ -118,22 +142,43 @@ func newEpollConnector() (*epollConnector, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("health: epoll_ctl eventfd: %w", err)
 	}
-	c := &epollConnector{epfd: epfd, evfd: evfd}
-	if err := unix.SetNonblock(epfd, true); err == nil {
-		c.ep = os.NewFile(uintptr(epfd), "health-epoll")
-		if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
-			c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+	c := &epollConnector{epfd: epfd, gate: -1, evfd: evfd}
+	if gate, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
+		ev := unix.EpollEvent{Fd: int32(epfd)} // disarmed
+		if unix.EpollCtl(gate, unix.EPOLL_CTL_ADD, epfd, &ev) != nil || unix.SetNonblock(gate, true) != nil {
+			unix.Close(gate)
+		} else {
+			c.gate = gate
+			c.ep = os.NewFile(uintptr(gate), "health-epoll")
+			if rc, err := c.ep.SyscallConn(); err == nil && c.ep.SetReadDeadline(time.Time{}) == nil {
+				c.rc = rc // SetReadDeadline fails on a file the netpoller does not hold
+			}
 		}
 	}
 	return c, nil
 }
 
+// arm sets the events gate watches on epfd: EPOLLIN while run parks, none while it runs.
+func (c *epollConnector) arm(events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(c.epfd)}
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(c.gate), unix.EPOLL_CTL_MOD, uintptr(c.epfd),
+		uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("epoll_ctl", e)
+	}
+	return nil
+}
+
 // wait fills events with what is ready, waiting until the deadline at the latest (not at all
 // when it has passed), and returns how many it filled.
 func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int, error) {
+	// What is ready already (most of a batch on near targets) needs no park.
+	if n, err := rawEpollPoll(c.epfd, events); n != 0 || err != nil && !errors.Is(err, unix.EINTR) {
+		return n, err
+	}
 	d := time.Until(deadline)
 	if d <= 0 {
-		return unix.EpollWait(c.epfd, events, 0)
+		return 0, nil
 	}
 	if c.rc == nil {
 		// epoll_wait counts whole milliseconds: round up, so that a deadline is never checked
@@ -143,12 +188,18 @@ func (c *epollConnector) wait(events []unix.EpollEvent, deadline time.Time) (int
 	if err := c.ep.SetReadDeadline(deadline); err != nil {
 		return 0, err
 	}
+	// Armed, an event on epfd makes gate readable (also one that came since the poll above:
+	// arming checks epfd at once).
+	if err := c.arm(unix.EPOLLIN); err != nil {
+		return 0, err
+	}
+	defer c.arm(0)
 	var (
 		n    int
 		werr error
 	)
 	err := c.rc.Read(func(uintptr) bool {
-		n, werr = unix.EpollWait(c.epfd, events, 0)
+		n, werr = rawEpollPoll(c.epfd, events)
 		// Nothing ready: park in the netpoller until the epoll instance is readable.
 		return n != 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
 	})
@@ -172,8 +223,18 @@ func (c *epollConnector) wakeLocked() {
 	_, _ = unix.Write(c.evfd, one[:])
 }
 
-func (c *epollConnector) start(reqs []connectReq) {
-	var failed []completion
+// wake makes run's epoll_wait return.
+func (c *epollConnector) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed { // the eventfd is closed, its number maybe reused
+		c.wakeLocked()
+	}
+}
+
+// start begins the runs of reqs, from run's goroutine, and appends the runs that failed at once
+// to failed.
+func (c *epollConnector) start(reqs []connectReq, failed []completion) []completion {
 	for i := range reqs {
 		r := &reqs[i]
 		start := time.Now()
@@ -182,63 +243,34 @@ func (c *epollConnector) start(reqs []connectReq) {
 			failed = append(failed, c.failure(r.e, r.due, start, r.target, err))
 			continue
 		}
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			unix.Close(fd)
-			continue
-		}
 		p := c.record()
 		c.gen++
-		gen := c.gen // p is run's once the lock is released
 		// The deadline counts from this connect, not from the batch's dispatch: on a saturated
 		// machine the last connects of a large batch start long after the first, and a
 		// deadline from the dispatch timed them out a millisecond after they were sent.
-		deadline := start.Add(r.timeout)
-		*p = pendingConn{fd: fd, gen: gen, e: r.e, due: r.due, target: r.target, start: start, deadline: deadline}
+		*p = pendingConn{fd: fd, gen: c.gen, e: r.e, due: r.due, target: r.target, start: start, deadline: start.Add(r.timeout)}
+		// One event per connect (EPOLLONESHOT): run closes the socket after it has read every
+		// ready event, and level-triggered, a socket not yet closed would come back in every
+		// read, so that with maxEvents of them waiting the reads never ran dry. A socket whose
+		// file a forked child still holds for an instant after its close also reports once.
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(p.gen)}
+		if err := rawEpollAdd(c.epfd, fd, &ev); err != nil {
+			rawClose(fd)
+			*p = pendingConn{}
+			c.free = append(c.free, p)
+			failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
+			continue
+		}
 		for fd >= len(c.conns) {
 			c.conns = append(c.conns, nil)
 		}
 		c.conns[fd] = p
 		heap.Push(&c.byDue, p)
-		// run computes its sleep from the earliest deadline, and sleeps at most idleWait; a
-		// deadline before that must wake it. With equal timeouts of idleWait or more it never
-		// comes: the handshake's own event wakes run, or run wakes in time to arm the deadline.
-		if c.sleeping && deadline.Before(c.until) {
-			c.wakeLocked()
-		}
-		c.mu.Unlock()
-		// Registered after the record exists: the event can come at once. Edge and level
-		// triggering are the same here, the socket is closed at its first event.
-		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)}
-		if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			c.mu.Lock()
-			ok := c.forgetLocked(fd, gen) != nil
-			c.mu.Unlock()
-			if ok {
-				unix.Close(fd)
-				failed = append(failed, c.failure(r.e, r.due, start, r.target, os.NewSyscallError("epoll_ctl", err)))
-			}
-		}
 	}
-	if len(failed) > 0 {
-		c.deliverLater(failed)
-	}
+	return failed
 }
 
-// deliverLater hands results found in start to run, which delivers them with its next batch:
-// done is only ever called from run's goroutine.
-func (c *epollConnector) deliverLater(cs []completion) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.early = append(c.early, cs...)
-	c.wakeLocked()
-}
-
-// record returns a free record. c.mu must be held.
+// record returns a free record.
 func (c *epollConnector) record() *pendingConn {
 	if n := len(c.free); n > 0 {
 		p := c.free[n-1]
@@ -248,9 +280,9 @@ func (c *epollConnector) record() *pendingConn {
 	return new(pendingConn)
 }
 
-// forgetLocked removes the connect of fd (generation gen) and returns it, or nil if it was not
-// pending. c.mu must be held.
-func (c *epollConnector) forgetLocked(fd int, gen uint32) *pendingConn {
+// forget removes the connect of fd (generation gen) and returns it, or nil if it was not
+// pending.
+func (c *epollConnector) forget(fd int, gen uint32) *pendingConn {
 	if fd < 0 || fd >= len(c.conns) || c.conns[fd] == nil || c.conns[fd].gen != gen {
 		return nil
 	}
@@ -280,17 +312,17 @@ func openConnect(target netip.AddrPort, o *DialOptions) (int, error) {
 	if target.Addr().Unmap().Is4() {
 		family = unix.AF_INET
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := rawSocket(family)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	fail := func(err error) (int, error) {
-		unix.Close(fd)
+		rawClose(fd)
 		return -1, err
 	}
 	// Close with a RST, as the dialer path does with SetLinger(0) and keepalived does: no
 	// TIME_WAIT left on this side for every check.
-	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+	if err := rawLingerZero(fd); err != nil {
 		return fail(os.NewSyscallError("setsockopt SO_LINGER", err))
 	}
 	if o.Mark != 0 {
@@ -308,7 +340,7 @@ func openConnect(target netip.AddrPort, o *DialOptions) (int, error) {
 			return fail(os.NewSyscallError("bind", err))
 		}
 	}
-	switch err := unix.Connect(fd, sockaddr(target, family)); {
+	switch err := rawConnect(fd, target, family); {
 	case err == nil, errors.Is(err, unix.EINPROGRESS):
 		// Connected at once or in progress: the socket becomes writable either way.
 		return fd, nil
@@ -336,40 +368,45 @@ func (c *epollConnector) failure(e *entry, due, start time.Time, target netip.Ad
 // maxEvents is how many events one epoll_wait returns at most; more wait for the next call.
 const maxEvents = 256
 
-// idleWait bounds run's sleep when no connect is pending. Without a bound, every batch of
-// connects started while run sleeps would have to wake it (an eventfd write and read and an
-// extra wake-up, about 200 a second at 10,000 checks) only to arm the batch's deadline; with it,
-// a deadline idleWait or more ahead (any timeout of 100 ms or more) is armed in time by the next
-// wake-up at the latest, for 10 idle wake-ups a second.
+// maxStarts is how many runs one turn of run starts at most. On a machine too slow for the
+// schedule every check is overdue; without a bound one turn would start them all, for seconds,
+// before it reaps any, and results would come late and in bursts.
+const maxStarts = 2 * maxEvents
+
+// idleWait bounds run's sleep: a missed wake costs at most this much delay, never a stall.
 const idleWait = 100 * time.Millisecond
 
-func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.wakeLocked()
-		c.mu.Unlock()
-	})
+func (c *epollConnector) run(ctx context.Context, host connectHost) {
+	stop := context.AfterFunc(ctx, c.wake)
 	defer stop()
 	defer c.shutdown()
 	var (
 		events [maxEvents]unix.EpollEvent
+		reqs   []connectReq
 		batch  []completion
-		ready  []*pendingConn // finished, to close outside the lock
+		ready  []*pendingConn // finished, to close and report
 		errs   []bool         // ready[i] reported EPOLLERR or EPOLLHUP
+		next   time.Time
 	)
 	for ctx.Err() == nil {
-		c.mu.Lock()
+		// Start what is due. On loopback and near targets most handshakes are done by the
+		// time the wait below looks, so their events come without parking.
+		reqs, next = host.dueConnects(reqs[:0], maxStarts)
+		if len(reqs) > 0 {
+			batch = c.start(reqs, batch)
+			clear(reqs)
+		}
 		now := time.Now()
-		c.until = now.Add(idleWait)
-		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(c.until) {
-			c.until = c.byDue[0].deadline
+		until := now.Add(idleWait)
+		if !next.IsZero() && next.Before(until) {
+			until = next
 		}
-		until := c.until
-		if len(c.early) > 0 {
-			until = now // deliver them at once
+		if len(c.byDue) > 0 && c.byDue[0].deadline.Before(until) {
+			until = c.byDue[0].deadline
 		}
-		c.sleeping = true
-		c.mu.Unlock()
+		if len(batch) > 0 {
+			until = now // deliver the failures at once
+		}
 
 		n, err := c.wait(events[:], until)
 		if err != nil && !errors.Is(err, unix.EINTR) {
@@ -377,26 +414,33 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		now = time.Now()
-		c.mu.Lock()
-		c.sleeping = false
-		batch = append(batch, c.early...)
-		clear(c.early)
-		c.early = c.early[:0]
-		for i := range max(n, 0) {
-			ev := &events[i]
-			fd := int(ev.Fd)
-			if fd == c.evfd {
-				var buf [8]byte
-				_, _ = unix.Read(c.evfd, buf[:])
-				c.woken = false
-				continue
+		// Take every event that is ready before looking at deadlines: a connect that has
+		// answered is not timed out because its event was past the first maxEvents.
+		for {
+			for i := range max(n, 0) {
+				ev := &events[i]
+				fd := int(ev.Fd)
+				if fd == c.evfd {
+					var buf [8]byte
+					c.mu.Lock()
+					_, _ = unix.Read(c.evfd, buf[:])
+					c.woken = false
+					c.mu.Unlock()
+					continue
+				}
+				p := c.forget(fd, uint32(ev.Pad))
+				if p == nil {
+					continue
+				}
+				ready = append(ready, p)
+				errs = append(errs, ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
 			}
-			p := c.forgetLocked(fd, uint32(ev.Pad))
-			if p == nil {
-				continue
+			if n < len(events) {
+				break
 			}
-			ready = append(ready, p)
-			errs = append(errs, ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
+			if n, err = rawEpollPoll(c.epfd, events[:]); err != nil {
+				break
+			}
 		}
 		// Deadlines: a connect with no answer by then has timed out.
 		for len(c.byDue) > 0 && !c.byDue[0].deadline.After(now) {
@@ -406,7 +450,6 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			errs = append(errs, false)
 			p.heapIndex = -2 // timed out
 		}
-		c.mu.Unlock()
 
 		for i, p := range ready {
 			var res Result
@@ -428,21 +471,15 @@ func (c *epollConnector) run(ctx context.Context, done func([]completion)) {
 			default:
 				res = Result{Outcome: OutcomeHealthy, Detail: "connected", Latency: now.Sub(p.start)}
 			}
-			unix.Close(p.fd)
+			rawClose(p.fd)
 			batch = append(batch, completion{e: p.e, due: p.due, end: p.start.Add(res.Latency), res: res})
+			*p = pendingConn{}
+			c.free = append(c.free, p)
 		}
-		if len(ready) > 0 {
-			c.mu.Lock()
-			for _, p := range ready {
-				*p = pendingConn{}
-				c.free = append(c.free, p)
-			}
-			c.mu.Unlock()
-			clear(ready)
-			ready, errs = ready[:0], errs[:0]
-		}
+		clear(ready)
+		ready, errs = ready[:0], errs[:0]
 		if len(batch) > 0 && ctx.Err() == nil {
-			done(batch)
+			host.connected(batch)
 		}
 		clear(batch)
 		batch = batch[:0]
@@ -457,12 +494,13 @@ func (c *epollConnector) shutdown() {
 	for _, p := range c.byDue {
 		unix.Close(p.fd)
 	}
-	c.byDue, c.conns, c.free, c.early = nil, nil, nil, nil
+	c.byDue, c.conns, c.free = nil, nil, nil
 	unix.Close(c.evfd)
+	unix.Close(c.epfd)
 	if c.ep != nil {
-		c.ep.Close() // closes epfd
-	} else {
-		unix.Close(c.epfd)
+		c.ep.Close() // closes gate
+	} else if c.gate >= 0 {
+		unix.Close(c.gate)
 	}
 }
 

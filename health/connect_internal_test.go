@@ -15,39 +15,53 @@ import (
 	"github.com/fulcrum-lb/fulcrum/lab/netns"
 )
 
-// fakeConnector is a connector that records the runs it is given and answers them with the
-// result its function picks, from run's goroutine.
+// fakeConnector is a connector that records the runs it takes and answers them at once with
+// the result its function picks, from run's goroutine.
 type fakeConnector struct {
 	answer func(connectReq) Result
 
 	mu      sync.Mutex
 	reqs    []connectReq
-	queued  chan connectReq
+	woken   chan struct{}
 	stopped chan struct{}
 }
 
 func newFakeConnector(answer func(connectReq) Result) *fakeConnector {
-	return &fakeConnector{answer: answer, queued: make(chan connectReq, 1024), stopped: make(chan struct{})}
+	return &fakeConnector{answer: answer, woken: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
-func (f *fakeConnector) start(reqs []connectReq) {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, reqs...)
-	f.mu.Unlock()
-	for _, r := range reqs {
-		f.queued <- r
+func (f *fakeConnector) wake() {
+	select {
+	case f.woken <- struct{}{}:
+	default:
 	}
 }
 
-func (f *fakeConnector) run(ctx context.Context, done func([]completion)) {
+func (f *fakeConnector) run(ctx context.Context, host connectHost) {
 	defer close(f.stopped)
+	var reqs []connectReq
 	for {
+		var next time.Time
+		reqs, next = host.dueConnects(reqs[:0], 1024)
+		f.mu.Lock()
+		f.reqs = append(f.reqs, reqs...)
+		f.mu.Unlock()
+		for _, r := range reqs {
+			host.connected([]completion{{e: r.e, due: r.due, end: time.Now(), res: f.answer(r)}})
+		}
+		sleep := time.Hour
+		if !next.IsZero() {
+			sleep = max(time.Until(next), 0)
+		}
+		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case r := <-f.queued:
-			done([]completion{{e: r.e, due: r.due, end: time.Now(), res: f.answer(r)}})
+		case <-f.woken:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -195,15 +209,20 @@ func TestEpollConnector(t *testing.T) {
 		t.Error("the epoll instance is not in Go's netpoller: run blocks a thread in epoll_wait")
 	}
 	results := make(chan completion, 16)
+	host := &queueHost{done: func(b []completion) {
+		for _, x := range b {
+			results <- x
+		}
+	}}
+	submit := func(reqs []connectReq) {
+		host.add(reqs)
+		c.wake()
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
-		c.run(ctx, func(b []completion) {
-			for _, x := range b {
-				results <- x
-			}
-		})
+		c.run(ctx, host)
 	}()
 	defer func() { cancel(); <-runDone }()
 
@@ -212,7 +231,7 @@ func TestEpollConnector(t *testing.T) {
 		t.Helper()
 		o.Do = lb.Do
 		e := &entry{}
-		c.start([]connectReq{{e: e, target: target, dial: &o, timeout: timeout}})
+		submit([]connectReq{{e: e, target: target, dial: &o, timeout: timeout}})
 		select {
 		case r := <-results:
 			if r.e != e {
@@ -290,6 +309,49 @@ func TestEpollConnector(t *testing.T) {
 			t.Errorf("error %v is not ENODEV", r.Err)
 		}
 	})
+	t.Run("more-ready-than-maxEvents", func(t *testing.T) {
+		// More answered connects than one read of events holds, all ready at once: every one
+		// is healthy (none timed out behind the first maxEvents) and run keeps turning.
+		ln2, err := backend.Listen("tcp", backendIP+":8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln2.Close()
+		go func() {
+			for {
+				c, err := ln2.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		o := DialOptions{Do: lb.Do}
+		reqs := make([]connectReq, 3*maxEvents)
+		for i := range reqs {
+			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(backendIP + ":8081"), dial: &o, timeout: 5 * time.Second}
+		}
+		got := make(chan completion, len(reqs))
+		host.setDone(func(b []completion) {
+			for _, x := range b {
+				got <- x
+			}
+		})
+		defer host.setDone(func(b []completion) {
+			for _, x := range b {
+				results <- x
+			}
+		})
+		submit(reqs)
+		for i := range reqs {
+			select {
+			case r := <-got:
+				want(t, r.res, OutcomeHealthy, ReasonNone)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d results of %d", i, len(reqs))
+			}
+		}
+	})
 	t.Run("deadline-from-each-connect", func(t *testing.T) {
 		// A slow batch: each socket takes 150 ms to make, more than half the timeout. Every
 		// connect gets its whole 300 ms from its own start, healthy or not.
@@ -305,7 +367,7 @@ func TestEpollConnector(t *testing.T) {
 			}
 			reqs[i] = connectReq{e: &entry{}, target: target, dial: &slow, timeout: 300 * time.Millisecond}
 		}
-		c.start(reqs)
+		submit(reqs)
 		for range reqs {
 			var r completion
 			select {
@@ -358,13 +420,10 @@ func TestEpollConnector(t *testing.T) {
 		for i := range reqs {
 			reqs[i] = connectReq{e: &entry{}, target: netip.MustParseAddrPort(ghostIP + ":80"), dial: &o, timeout: time.Hour}
 		}
-		c.start(reqs)
-		c.mu.Lock()
-		pending := len(c.byDue)
-		c.mu.Unlock()
-		if pending != 100 {
-			t.Fatalf("%d connects pending, want 100", pending)
-		}
+		taken := host.add(reqs)
+		c.wake()
+		// run asks again only once it has started what it took.
+		waitUntil(t, "the connects started", func() bool { return host.asked() > taken+1 })
 		t0 := time.Now()
 		cancel()
 		select {
@@ -377,4 +436,51 @@ func TestEpollConnector(t *testing.T) {
 			t.Errorf("%d results delivered after the stop", len(results))
 		}
 	})
+}
+
+// queueHost is a connectHost that hands out what was added, all due at once, and has no due
+// time of its own.
+type queueHost struct {
+	done func([]completion)
+
+	mu    sync.Mutex
+	queue []connectReq
+	calls int
+}
+
+// add queues reqs and returns how many times dueConnects was called before.
+func (h *queueHost) add(reqs []connectReq) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.queue = append(h.queue, reqs...)
+	return h.calls
+}
+
+func (h *queueHost) asked() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls
+}
+
+func (h *queueHost) dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	n := min(limit, len(h.queue))
+	reqs = append(reqs, h.queue[:n]...)
+	h.queue = h.queue[n:]
+	return reqs, time.Time{}
+}
+
+func (h *queueHost) setDone(done func([]completion)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.done = done
+}
+
+func (h *queueHost) connected(b []completion) {
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	done(b)
 }

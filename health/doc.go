@@ -33,12 +33,14 @@
 //
 // Plain TCP connect checks (TCP without Send or Expect, keepalived's TCP_CHECK), the bulk of a
 // load balancer's checks, do not take a worker: on the system clock the Scheduler runs them on
-// its connect engine, as keepalived's checker does. One goroutine owns one epoll instance; each
+// its connect engine, as keepalived's checker does: one goroutine owns both their due times
+// (a heap of their own) and one epoll instance, with no hand-off to another goroutine; each
 // run is a nonblocking socket (with the DialOptions' source, device and mark, closed with a
 // RST), its event when the handshake ends, or its deadline in a heap when the target never
-// answers; results come back in batches. Runs due within Options.Slack of each other start
-// together (20 ms on the system clock, at most a twentieth of the interval), so 10,000 checks
-// a second wake the owner about 50 times a second. Options.NoConnectEngine runs them on the workers through a net.Dialer.
+// answers. Runs due within Options.Slack of each other start together (20 ms on the system
+// clock, at most a twentieth of the interval), so 10,000 checks a second wake that goroutine
+// about 50 times a second. Options.NoConnectEngine runs them on the workers through a
+// net.Dialer.
 //
 // Each result moves the consecutive success and failure counters; Rise successes bring a down
 // check up, Fall failures bring an up check down. Every state change, and every change of a

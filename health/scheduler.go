@@ -20,8 +20,8 @@ const (
 	DefaultFall          = 3
 	DefaultMaxConcurrent = 256
 	// DefaultSlack is Options.Slack on the system clock: runs due within 20 ms of each other
-	// start together. At 10,000 checks a second that is about 50 wake-ups of the owner
-	// goroutine (and of the connect engine) a second instead of 10,000, and at 200 checks a
+	// start together. At 10,000 checks a second that is about 50 wake-ups of the goroutine
+	// that starts them (the connect engine's, for plain connect checks) a second instead of 10,000, and at 200 checks a
 	// second batches of about 4 instead of 1: each wake-up costs a few goroutine switches,
 	// dear on a loaded or emulated machine. 20 ms early is a fifth of the 100 ms a check may
 	// drift; a check's own slack is further capped at a twentieth of its interval (a 20 ms
@@ -106,14 +106,13 @@ type Scheduler struct {
 	rand     Rand
 	checks   map[string]*entry
 	byTarget map[string][]*entry // passive checks by target
-	due      entryHeap           // active checks waiting for their next run
+	due      entryHeap           // active checks waiting for their next run on a worker
+	cdue     entryHeap           // plain connect checks waiting for their next run on conn
 	recover  entryHeap           // passive checks waiting for fail_timeout
 	inflight int
 	pending  []Change
 	started  bool
 	seq      uint64
-	armed    time.Time    // when the owner's timer fires; zero: not armed (or being re-armed)
-	starts   []connectReq // runs for the connector, from dispatch to the start call; owner goroutine only
 }
 
 // entry is the Scheduler's record of one check. Guarded by Scheduler.mu.
@@ -212,25 +211,35 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.started = true
 	// Checks added before Run are spread from now, not from when Update was called.
 	now := s.clock.Now()
-	for _, e := range s.due {
-		if !e.ran {
-			e.due = now.Add(e.offset)
+	for _, h := range []entryHeap{s.due, s.cdue} {
+		for _, e := range h {
+			if !e.ran {
+				e.due = now.Add(e.offset)
+			}
 		}
 	}
-	heap.Init(&s.due)
 	if s.engine {
 		// Without an engine (no epoll here) the connect checks run on the workers, as before.
 		if c, err := newEpollConnector(); err == nil {
 			s.conn = c
 		}
 	}
+	if s.conn != nil {
+		// From now on the plain connect checks wait in cdue, for the connector's goroutine.
+		all := s.due
+		s.due = nil
+		for _, e := range all {
+			h := s.heapOf(e)
+			e.index = len(*h)
+			*h = append(*h, e)
+		}
+	}
+	heap.Init(&s.cdue)
+	heap.Init(&s.due)
 	s.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The connector stops after the owner, the only caller of its start, has returned.
-	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer connCancel()
 	jobs := make(chan job, s.limit)
 	var wg sync.WaitGroup
 	for range s.limit {
@@ -242,11 +251,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.deliver(ctx) })
 	if s.conn != nil {
-		wg.Go(func() { s.conn.run(connCtx, s.connected) })
+		wg.Go(func() { s.conn.run(ctx, s) })
 	}
 	s.loop(ctx, jobs)
 	close(jobs)
-	connCancel()
 	cancel()
 	wg.Wait()
 	return nil
@@ -266,11 +274,6 @@ func (s *Scheduler) loop(ctx context.Context, jobs chan<- job) {
 	}()
 	for {
 		next, now, ok := s.dispatch(jobs)
-		if len(s.starts) > 0 {
-			s.conn.start(s.starts)
-			clear(s.starts)
-			s.starts = s.starts[:0]
-		}
 		// Keep the armed timer if it is for the same instant and cannot have fired yet (timers
 		// never fire early); otherwise re-arm. A stale poke only costs a spurious iteration.
 		if !ok || !next.Equal(armed) || !now.Before(armed) {
@@ -292,10 +295,9 @@ func (s *Scheduler) loop(ctx context.Context, jobs chan<- job) {
 	}
 }
 
-// dispatch starts every due run the concurrency limit allows and expires passive checks whose
-// fail_timeout has passed. Runs for the connector are queued in s.starts, for the owner to
-// start once the lock is released. It returns the next due time, if there is one to wait for,
-// and the time it went by.
+// dispatch starts every due run the concurrency limit allows on the workers and expires passive
+// checks whose fail_timeout has passed (plain connect checks are the connector's, dueConnects).
+// It returns the next due time, if there is one to wait for, and the time it went by.
 func (s *Scheduler) dispatch(jobs chan<- job) (next, now time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,33 +308,45 @@ func (s *Scheduler) dispatch(jobs chan<- job) (next, now time.Time, ok bool) {
 	// Runs due within the slack start now, in one batch: early by at most the slack. The next
 	// run's due time is this one's plus Interval (complete), so starting early does not move a
 	// check's phase.
-	for len(s.due) > 0 && !s.due[0].due.After(now.Add(min(s.slack, s.due[0].spec.Interval/20))) {
-		e := s.due[0]
-		if e.connect != nil && s.conn != nil {
-			heap.Pop(&s.due)
-			e.running, e.ran, e.lastDue = true, true, e.due
-			s.starts = append(s.starts, connectReq{e: e, due: e.due, target: e.connect.target,
-				dial: e.connect.dial, timeout: e.spec.Timeout})
-			continue
-		}
-		if s.inflight >= s.limit {
-			break
-		}
-		heap.Pop(&s.due)
+	for s.isDue(s.due, now) && s.inflight < s.limit {
+		e := heap.Pop(&s.due).(*entry)
 		e.running, e.ran, e.lastDue = true, true, e.due
 		s.inflight++
 		// jobs has room for limit jobs and at most limit are in flight: this never blocks.
 		jobs <- job{e: e, checker: e.checker, timeout: e.spec.Timeout, due: e.due}
 	}
-	if len(s.due) > 0 && (s.inflight < s.limit || s.due[0].connect != nil && s.conn != nil) {
+	if len(s.due) > 0 && s.inflight < s.limit {
 		next = s.due[0].due
 	}
 	if len(s.recover) > 0 && (next.IsZero() || s.recover[0].due.Before(next)) {
 		next = s.recover[0].due
 	}
-	// The owner arms its timer for next; results that come in meanwhile compare with it.
-	s.armed = next
 	return next, now, !next.IsZero()
+}
+
+// isDue reports whether the head of h is due at now, within the slack: runs due within the
+// slack start in one batch, early by at most the slack. s.mu must be held.
+func (s *Scheduler) isDue(h entryHeap, now time.Time) bool {
+	return len(h) > 0 && !h[0].due.After(now.Add(min(s.slack, h[0].spec.Interval/20)))
+}
+
+// dueConnects takes the plain connect checks that are due off cdue, for the connector's
+// goroutine.
+func (s *Scheduler) dueConnects(reqs []connectReq, limit int) ([]connectReq, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	for n := 0; n < limit && s.isDue(s.cdue, now); n++ {
+		e := heap.Pop(&s.cdue).(*entry)
+		e.running, e.ran, e.lastDue = true, true, e.due
+		reqs = append(reqs, connectReq{e: e, due: e.due, target: e.connect.target,
+			dial: e.connect.dial, timeout: e.spec.Timeout})
+	}
+	var next time.Time
+	if len(s.cdue) > 0 {
+		next = s.cdue[0].due
+	}
+	return reqs, next
 }
 
 // run is one run of a check, on a worker.
@@ -351,19 +365,14 @@ func (s *Scheduler) run(ctx context.Context, j job) completion {
 	return completion{e: j.e, res: res, due: j.due, end: end}
 }
 
-// connected takes a batch of the connector's results in, from the connector's goroutine.
+// connected takes a batch of the connector's results in, from the connector's goroutine, which
+// asks dueConnects for the next runs after it: no other goroutine is woken.
 func (s *Scheduler) connected(batch []completion) {
 	s.mu.Lock()
 	for _, c := range batch {
 		s.completeLocked(c)
 	}
-	// Poke the owner only when a next run falls before its timer: with equal intervals it
-	// never does while the timer is armed.
-	poke := len(s.due) > 0 && (s.armed.IsZero() || s.due[0].due.Before(s.armed))
 	s.mu.Unlock()
-	if poke {
-		s.poke()
-	}
 	if s.onResult != nil {
 		for _, c := range batch {
 			s.onResult(c.res)
@@ -402,7 +411,7 @@ func (s *Scheduler) completeLocked(c completion) {
 	if earliest := c.end.Add(e.spec.MinSpacing); next.Before(earliest) {
 		next = earliest
 	}
-	s.schedule(&s.due, e, next)
+	s.schedule(s.heapOf(e), e, next)
 }
 
 // record applies a result to an active check.
@@ -459,7 +468,11 @@ func (s *Scheduler) deliver(ctx context.Context) {
 	}
 }
 
+// poke wakes the owner goroutine and the connector: the checks changed.
 func (s *Scheduler) poke() {
+	if s.conn != nil {
+		s.conn.wake()
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -478,15 +491,22 @@ func (s *Scheduler) schedule(h *entryHeap, e *entry, at time.Time) {
 	heap.Push(h, e)
 }
 
+// heapOf is the heap e waits in: passive checks for their fail_timeout in recover, plain
+// connect checks in cdue once a connector runs them, the others in due. s.mu must be held.
+func (s *Scheduler) heapOf(e *entry) *entryHeap {
+	switch {
+	case e.passive != nil:
+		return &s.recover
+	case e.connect != nil && s.conn != nil:
+		return &s.cdue
+	}
+	return &s.due
+}
+
 // unqueue takes e out of its heap, if it is in one. s.mu must be held.
 func (s *Scheduler) unqueue(e *entry) {
-	if e.index < 0 {
-		return
-	}
-	if e.passive != nil {
-		heap.Remove(&s.recover, e.index)
-	} else {
-		heap.Remove(&s.due, e.index)
+	if e.index >= 0 {
+		heap.Remove(s.heapOf(e), e.index)
 	}
 }
 
@@ -629,7 +649,7 @@ func (s *Scheduler) add(it prepared, now time.Time) *entry {
 	}
 	e.state = it.spec.Initial
 	e.offset = time.Duration(s.rand.Int64N(int64(it.spec.Interval)))
-	s.schedule(&s.due, e, now.Add(e.offset))
+	s.schedule(s.heapOf(e), e, now.Add(e.offset))
 	return e
 }
 
@@ -644,7 +664,7 @@ func (s *Scheduler) keep(e *entry, it prepared, now time.Time) {
 	if due.Before(now) {
 		due = now
 	}
-	s.schedule(&s.due, e, due)
+	s.schedule(s.heapOf(e), e, due)
 }
 
 // Status returns a snapshot of one check.
