@@ -327,10 +327,20 @@ type vrrpDriller interface {
 
 // Failover runs a VRRP failover drill (see FailoverRequest).
 func (a *Agent) Failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error) {
-	for _, s := range a.subsystems {
-		if d, ok := s.(vrrpDriller); ok {
-			return d.failover(ctx, req)
-		}
+	if d, ok := findSubsystem[vrrpDriller](a); ok {
+		return d.failover(ctx, req)
 	}
 	return FailoverResponse{}, ErrNoVRRP
+}
+
+// findSubsystem returns the first subsystem that is a T (an operator
+// interface, or a concrete subsystem type).
+func findSubsystem[T any](a *Agent) (T, bool) {
+	for _, s := range a.subsystems {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+	}
+	var zero T
+	return zero, false
 }

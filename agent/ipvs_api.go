@@ -173,21 +173,12 @@ type ipvsOperator interface {
 	resync(ctx context.Context, reason string) (IPVSResyncResponse, error)
 }
 
-func (a *Agent) ipvsOperator() ipvsOperator {
-	for _, s := range a.subsystems {
-		if o, ok := s.(ipvsOperator); ok {
-			return o
-		}
-	}
-	return nil
-}
-
 // IPVSDrain sets a real server's weight to 0 without removing it: new
 // connections go elsewhere, established ones continue. It lasts, across
 // reloads and restarts, until IPVSEnable.
 func (a *Agent) IPVSDrain(req IPVSOverrideRequest) (IPVSOverrideResponse, error) {
-	o := a.ipvsOperator()
-	if o == nil {
+	o, ok := findSubsystem[ipvsOperator](a)
+	if !ok {
 		return IPVSOverrideResponse{}, ErrNoIPVS
 	}
 	return o.override(req, true)
@@ -196,8 +187,8 @@ func (a *Agent) IPVSDrain(req IPVSOverrideRequest) (IPVSOverrideResponse, error)
 // IPVSEnable clears an operator drain: the real server gets its
 // configured weight back.
 func (a *Agent) IPVSEnable(req IPVSOverrideRequest) (IPVSOverrideResponse, error) {
-	o := a.ipvsOperator()
-	if o == nil {
+	o, ok := findSubsystem[ipvsOperator](a)
+	if !ok {
 		return IPVSOverrideResponse{}, ErrNoIPVS
 	}
 	return o.override(req, false)
@@ -206,8 +197,8 @@ func (a *Agent) IPVSEnable(req IPVSOverrideRequest) (IPVSOverrideResponse, error
 // IPVSResync dumps the kernel now and corrects any drift, as the periodic
 // resync does.
 func (a *Agent) IPVSResync(ctx context.Context) (IPVSResyncResponse, error) {
-	o := a.ipvsOperator()
-	if o == nil {
+	o, ok := findSubsystem[ipvsOperator](a)
+	if !ok {
 		return IPVSResyncResponse{}, ErrNoIPVS
 	}
 	return o.resync(ctx, "requested")

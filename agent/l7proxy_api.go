@@ -129,23 +129,14 @@ func (s *proxySubsystem) serverNamesLocked(proxy, backend string) string {
 	return strings.Join(names, ", ")
 }
 
-func (a *Agent) proxySubsystem() *proxySubsystem {
-	for _, s := range a.subsystems {
-		if p, ok := s.(*proxySubsystem); ok {
-			return p
-		}
-	}
-	return nil
-}
-
 // ProxyDisable takes a proxy server out of rotation until ProxyEnable
 // (HAProxy's `disable server`, state MAINT): no new requests, sticky
 // clients move, requests in flight finish. It lasts across reloads and
 // restarts (the state folder's proxy-disabled.json) while the server stays
 // configured.
 func (a *Agent) ProxyDisable(req ProxyServerRequest) (ProxyServerResponse, error) {
-	p := a.proxySubsystem()
-	if p == nil {
+	p, ok := findSubsystem[*proxySubsystem](a)
+	if !ok {
 		return ProxyServerResponse{}, ErrNoProxy
 	}
 	return p.setDisabled(req, true)
@@ -153,8 +144,8 @@ func (a *Agent) ProxyDisable(req ProxyServerRequest) (ProxyServerResponse, error
 
 // ProxyEnable puts a disabled proxy server back in rotation.
 func (a *Agent) ProxyEnable(req ProxyServerRequest) (ProxyServerResponse, error) {
-	p := a.proxySubsystem()
-	if p == nil {
+	p, ok := findSubsystem[*proxySubsystem](a)
+	if !ok {
 		return ProxyServerResponse{}, ErrNoProxy
 	}
 	return p.setDisabled(req, false)
