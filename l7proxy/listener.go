@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,44 +23,41 @@ const deferAcceptSeconds = 5
 
 // listenFreebind binds a TCP listener with IP_FREEBIND (IPV6_FREEBIND for IPv6), so an address
 // not (yet) configured on the host, such as a VRRP virtual IP on a backup node, binds at once.
-func listenFreebind(ctx context.Context, addr netip.AddrPort) (net.Listener, error) {
-	// KeepAlive -1: no TCP keep-alive probes on client connections (HAProxy's default, no
-	// clitcpka); the idle and client timeouts bound them. Go would otherwise make four
-	// setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if addr.Addr().Is4() {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-			}
-			if serr == nil {
-				// TCP_DEFER_ACCEPT (nginx's `deferred`, HAProxy's defer-accept): the kernel
-				// hands a connection over once its first bytes are there, so serving it starts
-				// with a read that finds data instead of one that parks until they come. HTTP,
-				// TLS and the PROXY protocol all speak first from the client. The value is
-				// seconds; after it the kernel hands the connection over anyway, empty.
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAcceptSeconds)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("set socket options: %w", serr)
-		}
-		return nil
-	}}
-	network := "tcp4"
-	if addr.Addr().Is6() {
-		network = "tcp6"
-	}
-	ln, err := lc.Listen(ctx, network, addr.String())
+// The socket is made here rather than by net.Listen so that connections are accepted raw
+// (rawListener, rawconn.go). ctx is unused: socket, bind and listen do not block.
+func listenFreebind(_ context.Context, addr netip.AddrPort) (net.Listener, error) {
+	ln, err := newRawListener(addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %v: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// listenSockopts are the listening socket's options besides SO_REUSEADDR (and IPV6_V6ONLY),
+// which net.Listen would also set.
+func listenSockopts(fd int, v6 bool) error {
+	var err error
+	if !v6 {
+		err = unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1)
+	} else {
+		err = unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+	}
+	if err == nil {
+		// TCP_DEFER_ACCEPT (nginx's `deferred`, HAProxy's defer-accept): the kernel hands a
+		// connection over once its first bytes are there, so serving it starts with a read
+		// that finds data instead of one that parks until they come. HTTP, TLS and the PROXY
+		// protocol all speak first from the client. The value is seconds; after it the kernel
+		// hands the connection over anyway, empty.
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAcceptSeconds)
+	}
+	if err == nil {
+		// TCP_NODELAY, as Go sets on every connection it accepts: Linux copies it to accepted
+		// sockets, so the raw accept needs no setsockopt per connection.
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	// No SO_KEEPALIVE: no TCP keep-alive probes on client connections (HAProxy's default,
+	// no clitcpka); the idle and client timeouts bound them.
+	return err
 }
 
 // socket is a bound listening socket. It outlives generations: Apply keeps the socket of an
