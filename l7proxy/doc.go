@@ -24,6 +24,12 @@
 // Options.CertCheckInterval the files are also polled) swapping certificates for new handshakes
 // without touching established connections.
 //
+// A listener's socket is made by the package (TCP_DEFER_ACCEPT, and TCP_NODELAY, which accepted
+// sockets inherit) and its connections are accepted as bare nonblocking descriptors (rawconn.go):
+// a descriptor joins Go's netpoller only when a read or write first finds nothing to do, so a
+// client that sends one request and closes costs accept4, read, write and close, without
+// getsockname, setsockopt or epoll_ctl.
+//
 // # Forwarding
 //
 // Every HTTP/1 client connection (plain, or TLS that did not negotiate h2 by ALPN) is served
