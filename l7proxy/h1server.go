@@ -43,6 +43,25 @@ type connLoop struct {
 	wg      sync.WaitGroup
 
 	bufs sync.Pool // *loopBufs
+
+	date atomic.Pointer[httpDate] // the last Date value formatted
+}
+
+// httpDate is a Date header value (RFC 9110 §5.6.7, IMF-fixdate) and the second it names.
+type httpDate struct {
+	sec int64
+	s   string
+}
+
+// dateAt formats now for a Date header, once per second.
+func (cl *connLoop) dateAt(now time.Time) string {
+	sec := now.Unix()
+	if d := cl.date.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &httpDate{sec: sec, s: now.UTC().Format(http.TimeFormat)}
+	cl.date.Store(d)
+	return d.s
 }
 
 type loopBufs struct {
@@ -181,6 +200,7 @@ type loopResp struct {
 	length   int64 // -1: none
 	close    bool  // the server closes or asked to
 	hasKA    bool
+	hasDate  bool
 	connToks []string
 }
 
@@ -712,6 +732,7 @@ func (lc *loopConn) writeError(code int, extra string, keep bool) {
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(text)
 	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
+	writeHeader(w, "Date", lc.loop.dateAt(time.Now()))
 	if extra != "" {
 		w.WriteString(extra)
 		w.WriteString("\r\n")
@@ -1037,6 +1058,8 @@ func parseResponseHead(head string, p *loopResp) error {
 				return errBadResponse
 			}
 			p.length = n
+		case strings.EqualFold(k, "Date"):
+			p.hasDate = true
 		case strings.EqualFold(k, "Transfer-Encoding"):
 			if !strings.EqualFold(v, "chunked") || p.chunked {
 				return errBadResponse
@@ -1143,6 +1166,11 @@ func (lc *loopConn) copyResponse(pr *proxyRT, rs *reqState, bc *h1Conn, keep boo
 	}
 	for k, v := range rh.Set {
 		writeHeader(w, http.CanonicalHeaderKey(k), v)
+	}
+	if !p.hasDate && !editedFold(rh, "Date") {
+		// RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date adds
+		// the time it received it (net/http does the same on the handed-off path).
+		writeHeader(w, "Date", lc.loop.dateAt(time.Now()))
 	}
 	if chunkOut {
 		w.WriteString("Transfer-Encoding: chunked\r\n")

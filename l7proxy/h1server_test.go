@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -82,5 +84,53 @@ func TestConnLoopHostileHeads(t *testing.T) {
 	}
 	if resp, _ := get(t, client(""), "http://"+addr+"/"); resp.StatusCode != 200 {
 		t.Fatalf("after hostile heads: %d", resp.StatusCode)
+	}
+}
+
+// TestConnLoopDate: a response the server sent without Date gets one from the proxy (RFC 9110
+// §6.6.1, as net/http's path does); a server's own Date is passed on alone; so is the 429.
+func TestConnLoopDate(t *testing.T) {
+	const fixed = "Mon, 02 Jan 2006 15:04:05 GMT"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/nodate" {
+			w.Header()["Date"] = nil // net/http sends none
+		} else {
+			w.Header().Set("Date", fixed)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	opts := simpleOptions(ServerOptions{Name: "s", Address: netip.MustParseAddrPort(srv.Listener.Addr().String()), Weight: 1})
+	opts.Proxies[0].RateLimit = &RateLimitOptions{Requests: 2, Per: time.Minute}
+	p := startProxy(t, opts)
+	c, err := net.Dial("tcp", addrOf(t, p, "p", "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	dates := func(path string) (int, []string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Values("Date")
+	}
+	before := time.Now().Add(-time.Second)
+	if code, d := dates("/nodate"); code != 200 || len(d) != 1 {
+		t.Fatalf("without Date from the server: %d, Date %q; want one added", code, d)
+	} else if at, err := http.ParseTime(d[0]); err != nil || at.Before(before.Truncate(time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Fatalf("added Date %q (%v) is not now", d[0], err)
+	}
+	if code, d := dates("/date"); code != 200 || len(d) != 1 || d[0] != fixed {
+		t.Fatalf("with the server's Date: %d, Date %q; want %q alone", code, d, fixed)
+	}
+	if code, d := dates("/date"); code != http.StatusTooManyRequests || len(d) != 1 {
+		t.Fatalf("rate limited: %d, Date %q; want 429 with one Date", code, d)
 	}
 }
