@@ -80,6 +80,10 @@ func TestL7Proxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	conns := env("FULCRUM_BENCH_CONNS", "50")
+	// Fulcrum's listeners always use TCP_DEFER_ACCEPT; HAProxy and nginx run without it unless
+	// asked (their defer-accept and deferred), so that their figures are those of a config as
+	// shipped, or of the same kernel work.
+	deferAccept := os.Getenv("FULCRUM_BENCH_DEFER") == "1"
 	names := strings.Split(env("FULCRUM_BENCH_PROXIES", "fulcrum,haproxy,nginx"), ",")
 	var scens []scenario
 	want := strings.Split(env("FULCRUM_BENCH_SCENARIOS", "ka,close,tls-ka,tls-close"), ",")
@@ -123,13 +127,23 @@ func TestL7Proxy(t *testing.T) {
 			}
 		case "haproxy":
 			cfg := filepath.Join(dir, "haproxy.cfg")
-			writeFile(t, cfg, fmt.Sprintf(haproxyCfg, p.plain, p.tl, pemFile, backend))
+			hcfg := fmt.Sprintf(haproxyCfg, p.plain, p.tl, pemFile, backend)
+			if deferAccept {
+				hcfg = strings.ReplaceAll(hcfg, "    bind "+p.plain+"\n", "    bind "+p.plain+" defer-accept\n")
+				hcfg = strings.ReplaceAll(hcfg, " ssl crt ", " defer-accept ssl crt ")
+			}
+			writeFile(t, cfg, hcfg)
 			argv = []string{"taskset", "-c", proxyCore, "haproxy", "-f", cfg, "-db"}
 		case "nginx":
 			ndir := filepath.Join(dir, "nginx")
 			os.MkdirAll(filepath.Join(ndir, "logs"), 0o755)
 			cfg := filepath.Join(ndir, "nginx.conf")
-			writeFile(t, cfg, fmt.Sprintf(nginxCfg, ndir, backend, p.plain, p.tl, certFile, keyFile))
+			ncfg := fmt.Sprintf(nginxCfg, ndir, backend, p.plain, p.tl, certFile, keyFile)
+			if deferAccept {
+				ncfg = strings.ReplaceAll(ncfg, "listen "+p.plain+";", "listen "+p.plain+" deferred;")
+				ncfg = strings.ReplaceAll(ncfg, " ssl;", " ssl deferred;")
+			}
+			writeFile(t, cfg, ncfg)
 			argv = []string{"taskset", "-c", proxyCore, "nginx", "-p", ndir, "-c", cfg, "-g", "daemon off;"}
 		default:
 			t.Fatalf("unknown proxy %q", n)
@@ -168,6 +182,11 @@ func TestL7Proxy(t *testing.T) {
 	fmt.Fprintf(&b, "proxies pinned to core %s; wrk (1 thread, %s connections, %v per run) and the backend to core %s; %d interleaved rounds, medians\n",
 		proxyCore, conns, dur, loadCore, rounds)
 	fmt.Fprintf(&b, "versions: %s; %s; %s\n", version("haproxy", "-v"), version("nginx", "-v"), version("wrk", "-v"))
+	if deferAccept {
+		fmt.Fprintln(&b, "TCP_DEFER_ACCEPT on every proxy (HAProxy defer-accept, nginx deferred; Fulcrum always)")
+	} else {
+		fmt.Fprintln(&b, "TCP_DEFER_ACCEPT: Fulcrum only (its default); HAProxy and nginx as shipped, without")
+	}
 	fmt.Fprintf(&b, "load average before: %s; after: %s\n\n", load, loadAfter)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tproxy\treq/s\tp50 ms\tp99 ms\tCPU µs/req\t"+

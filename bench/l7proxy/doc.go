@@ -18,6 +18,8 @@
 //	FULCRUM_BENCH_SCENARIOS=ka,close,tls-ka,tls-close
 //	FULCRUM_BENCH_OUT=path        the report (default bin/bench-l7proxy.txt of the module)
 //	FULCRUM_BENCH_PROFILE=dir     write fulcrum's CPU and allocation profiles there
+//	FULCRUM_BENCH_DEFER=1         HAProxy and nginx with TCP_DEFER_ACCEPT too (defer-accept,
+//	                              deferred), as Fulcrum's listeners always have it
 //
 // # What it measures
 //
