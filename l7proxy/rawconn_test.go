@@ -154,9 +154,11 @@ func TestRawConnWildcardLocalAddr(t *testing.T) {
 
 func TestRawConnWriteWaitsWhenFull(t *testing.T) {
 	c, cl, _ := rawPair(t, "127.0.0.1:0", "x")
+	c.Read(make([]byte, 8))     // unread data would make Close reset the connection
 	big := make([]byte, 16<<20) // more than the socket buffers hold: the write has to wait
 	got := make(chan int64, 1)
 	go func() {
+		time.Sleep(100 * time.Millisecond) // let the socket buffers fill
 		n, _ := io.Copy(io.Discard, cl)
 		got <- n
 	}()
@@ -192,5 +194,39 @@ func TestRawListenerAcceptAfterClose(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("closing the listener did not end the accept")
+	}
+}
+
+// TestRawConnReadsWhatIsLeft: under the netpoller, small reads take what arrived in order and
+// nothing sent is ever left unread; a read on an empty socket waits for new data.
+func TestRawConnReadsWhatIsLeft(t *testing.T) {
+	c, cl, _ := rawPair(t, "127.0.0.1:0", "x")
+	b := make([]byte, 4)
+	if n, err := c.Read(b); err != nil || string(b[:n]) != "x" {
+		t.Fatalf("first Read = %q, %v", b[:n], err)
+	}
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		cl.Write([]byte("0123456789"))
+	}()
+	var got []byte
+	for len(got) < 10 {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("Read after %q: %v", got, err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if string(got) != "0123456789" {
+		t.Fatalf("read %q", got)
+	}
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		cl.Write([]byte("later"))
+	}()
+	n, err := c.Read(make([]byte, 64))
+	if err != nil || n != 5 {
+		t.Fatalf("Read that waits for new data = %d, %v", n, err)
 	}
 }
