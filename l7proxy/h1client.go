@@ -9,8 +9,12 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // h1Client is the fast path to the servers of one backend: HTTP/1.1 over pooled keep-alive
@@ -79,6 +83,11 @@ func (hc *h1Client) get(ctx context.Context, addr string) (c *h1Conn, reused boo
 	nc, err := hc.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, &dialError{err}
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			nc = &serverConn{Conn: tc, rc: rc}
+		}
 	}
 	return &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096), client: hc, addr: addr}, false, nil
 }
@@ -347,4 +356,60 @@ func (b *h1Body) Close() error {
 		b.c = nil
 	}
 	return nil
+}
+
+// serverConn is a connection to a server whose next Write may also wait for the answer
+// (awaitAnswer). Go reads before it waits: after a request is written, the read that follows
+// finds nothing (the server has not answered yet) and only then parks in the netpoller, a
+// system call for nothing per request. The netpoller forgets readiness seen before a wait
+// starts (its prepareRead), so the wait must begin before the request leaves: the write is
+// made from inside RawConn.Read, whose first callback runs after that reset, and the callback
+// then asks to wait. The server cannot answer before it has the request, and a reset or close
+// after it is an event too, so no answer is missed; the read that follows finds the answer.
+// Only the goroutine serving the request uses it (the pool hands it over under a lock).
+type serverConn struct {
+	net.Conn
+	rc    syscall.RawConn
+	await bool // the next Write waits for the socket to become readable
+}
+
+// awaitAnswer makes the next Write (the flush of a request) return only once the server's
+// answer can be read, or the read deadline passed, or the connection failed.
+func (c *serverConn) awaitAnswer() { c.await = true }
+
+func (c *serverConn) Write(b []byte) (int, error) {
+	if !c.await {
+		return c.Conn.Write(b)
+	}
+	c.await = false
+	var (
+		done int
+		werr error
+		sent bool
+	)
+	// A wait error (the read deadline, a closed connection) is left to the read that follows,
+	// which meets it again: the request was written.
+	c.rc.Read(func(fd uintptr) bool {
+		if sent {
+			return true // readable (or failed): the answer is there to read
+		}
+		sent = true
+		for done < len(b) && werr == nil {
+			var n int
+			n, werr = ignoringEINTR(func() (int, error) { return unix.Write(int(fd), b[done:]) })
+			if n > 0 {
+				done += n
+			}
+		}
+		return werr != nil // all written: wait for the answer
+	})
+	switch {
+	case werr == unix.EAGAIN:
+		// The socket buffer is full: the rest waits for room as any write does.
+		n, err := c.Conn.Write(b[done:])
+		return done + n, err
+	case werr != nil:
+		return done, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	return done, nil
 }

@@ -930,9 +930,7 @@ func (lc *loopConn) exchange(pr *proxyRT, hc *h1Client, addr string, rs *reqStat
 
 func (lc *loopConn) roundTrip(pr *proxyRT, hc *h1Client, c *h1Conn, rs *reqState, cookie string, hasCookie bool) error {
 	lc.writeRequestHead(pr, c.bw, rs, cookie, hasCookie)
-	if err := c.bw.Flush(); err != nil {
-		return &staleErr{err}
-	}
+	// The read deadline first: the flush waits for the answer under it (serverConn).
 	if d := hc.headerTimeout; d > 0 {
 		now := time.Now()
 		if c.rdl.IsZero() || c.rdl.Sub(now) < d-slack(d) || c.rdl.Sub(now) > d {
@@ -942,6 +940,17 @@ func (lc *loopConn) roundTrip(pr *proxyRT, hc *h1Client, c *h1Conn, rs *reqState
 	} else if !c.rdl.IsZero() {
 		c.rdl = time.Time{}
 		c.c.SetReadDeadline(time.Time{})
+	}
+	sc, _ := c.c.(*serverConn)
+	if sc != nil {
+		sc.awaitAnswer()
+	}
+	err := c.bw.Flush()
+	if sc != nil {
+		sc.await = false // when the flush had nothing left to write
+	}
+	if err != nil {
+		return &staleErr{err}
 	}
 	first := true
 	for {

@@ -43,7 +43,7 @@ type rawConn struct {
 
 var errNotTCP = errors.New("not a TCP address")
 
-func newRawConn(fd int, sa unix.Sockaddr, local netip.AddrPort) (*rawConn, error) {
+func newRawConn(fd int, sa syscall.Sockaddr, local netip.AddrPort) (*rawConn, error) {
 	c := &rawConn{fd: fd}
 	ap, ok := sockaddrAddrPort(sa)
 	if !ok {
@@ -56,11 +56,11 @@ func newRawConn(fd int, sa unix.Sockaddr, local netip.AddrPort) (*rawConn, error
 	return c, nil
 }
 
-func sockaddrAddrPort(sa unix.Sockaddr) (netip.AddrPort, bool) {
+func sockaddrAddrPort(sa syscall.Sockaddr) (netip.AddrPort, bool) {
 	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), true
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		addr := netip.AddrFrom16(a.Addr)
 		if a.ZoneId != 0 {
 			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
@@ -210,7 +210,7 @@ func (c *rawConn) LocalAddr() net.Addr {
 	c.mu.Lock() // the descriptor stays open while getsockname uses it
 	defer c.mu.Unlock()
 	if !c.closed {
-		if sa, err := unix.Getsockname(c.fd); err == nil {
+		if sa, err := syscall.Getsockname(c.fd); err == nil {
 			if ap, ok := sockaddrAddrPort(sa); ok {
 				l := net.TCPAddrFromAddrPort(ap)
 				c.local.Store(l)
@@ -311,7 +311,7 @@ func newRawListener(addr netip.AddrPort) (_ *rawListener, err error) {
 	if err := unix.Listen(fd, listenBacklog); err != nil {
 		return nil, os.NewSyscallError("listen", err)
 	}
-	bound, err := unix.Getsockname(fd)
+	bound, err := syscall.Getsockname(fd)
 	if err != nil {
 		return nil, os.NewSyscallError("getsockname", err)
 	}
@@ -333,12 +333,14 @@ func newRawListener(addr netip.AddrPort) (_ *rawListener, err error) {
 func (l *rawListener) Accept() (net.Conn, error) {
 	var (
 		nfd  int
-		sa   unix.Sockaddr
+		sa   syscall.Sockaddr
 		aerr error
 	)
 	for {
 		err := l.rc.Read(func(fd uintptr) bool {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			// syscall's, not x/sys/unix's: that one asks getsockopt(SO_PROTOCOL) on every
+			// accept to tell L2TP sockets apart.
+			nfd, sa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			return aerr != unix.EAGAIN
 		})
 		switch {
