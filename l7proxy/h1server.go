@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The connection loop: every HTTP/1 client connection (plain, or TLS without HTTP/2 by ALPN)
@@ -124,14 +126,24 @@ func (cl *connLoop) shutdown(ctx context.Context) {
 	}()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	// Connections are closed outside mu: closing one whose goroutine is inside its edge-mode
+	// wait callback (runEdge) returns only when the callback does.
+	var toClose []*loopConn
+	closeAll := func() {
+		for _, lc := range toClose {
+			lc.nc.Close()
+		}
+		toClose = toClose[:0]
+	}
 	for {
 		cl.mu.Lock()
 		for lc := range cl.conns {
 			if lc.state.CompareAndSwap(connIdle, connClosed) {
-				lc.nc.Close()
+				toClose = append(toClose, lc)
 			}
 		}
 		cl.mu.Unlock()
+		closeAll()
 		select {
 		case <-done:
 			return
@@ -140,9 +152,10 @@ func (cl *connLoop) shutdown(ctx context.Context) {
 			cl.mu.Lock()
 			for lc := range cl.conns {
 				lc.state.Store(connClosed)
-				lc.nc.Close()
+				toClose = append(toClose, lc)
 			}
 			cl.mu.Unlock()
+			closeAll()
 			<-done
 			return
 		}
@@ -165,6 +178,9 @@ type loopConn struct {
 	bw       *bufio.Writer
 	rdl, wdl time.Time // deadlines set on nc (zero: none)
 	served   int
+
+	headStart time.Time  // when the first bytes of the head being read came
+	edge      *edgeState // edge mode (see runEdge); nil: reads go through nc
 
 	req  loopReq
 	resp loopResp
@@ -277,20 +293,44 @@ func (lc *loopConn) serve() {
 		lc.bw = lc.bufs.bw
 	}
 	lc.rbuf = lc.bufs.rbuf
+	var st runStatus
+	if rc := lc.rawClient(); rc != nil {
+		st = lc.runEdge(rc)
+	} else {
+		st = lc.run()
+	}
+	if st == runHandoff {
+		handed = lc.handoffBuffered()
+	}
+}
+
+// runStatus is how run left the connection.
+type runStatus int
+
+const (
+	runDone    runStatus = iota // close it
+	runHandoff                  // give it to net/http
+	runWait                     // (edge mode) wait until it is readable, then run again
+)
+
+// run serves requests until the connection is done, is to be handed off, or (edge mode) has
+// to wait for data.
+func (lc *loopConn) run() runStatus {
 	for {
-		end, ok := lc.readHead()
-		if !ok {
-			return
+		end, hs := lc.readHead()
+		switch hs {
+		case headClosed:
+			return runDone
+		case headWait:
+			return runWait
 		}
 		if end < 0 {
-			handed = lc.handoffBuffered()
-			return
+			return runHandoff
 		}
 		l := lc.current()
 		pr := l.proxy
 		if !lc.parse(end) || !lc.handles(l) {
-			handed = lc.handoffBuffered()
-			return
+			return runHandoff
 		}
 		lc.r += end
 		if lc.r == lc.w {
@@ -300,33 +340,147 @@ func (lc *loopConn) serve() {
 		lc.served++
 		if !keep || lc.loop.isClosing() {
 			lc.bw.Flush()
-			return
+			return runDone
 		}
 		if !lc.state.CompareAndSwap(connActive, connIdle) {
-			return
+			return runDone
 		}
 	}
 }
 
+// Edge mode. A plain connection accepted raw (rawConn, no PROXY header) is read with read(2)
+// on its descriptor, and waits for data in one RawConn.Read that lasts as long as the
+// connection: run is its callback. Go's netpoller forgets readiness only when a wait begins
+// (prepareRead), which is once here, so inside the callback the loop can trust what it knows:
+// after a read that left the socket empty (it returned less than asked) the next request is
+// waited for without a read that would find nothing, as HAProxy and nginx do from their own
+// readiness flags; any data that arrives later, pipelined or not, leaves the descriptor marked
+// ready, and a wake-up for data already read costs one read that finds nothing. Go's own
+// Read, by contrast, reads first on every call: on a keep-alive connection one read per
+// request returns EAGAIN.
+//
+// Before the connection first has to wait it is not in the netpoller at all (rawConn): the
+// first request is read raw, and only a read that finds nothing registers the descriptor.
+
+// edgeState is a connection's edge-mode state.
+type edgeState struct {
+	raw     *rawConn
+	inPoll  bool // run is the RawConn.Read callback
+	mayRead bool // the socket may hold data: a wake-up since the last read that drained it
+}
+
+// errWouldBlock is a read in edge mode that has to wait.
+var errWouldBlock = errors.New("read would block")
+
+// rawClient returns the connection's rawConn when edge mode can serve it.
+func (lc *loopConn) rawClient() *rawConn {
+	if lc.tlsConn != nil || lc.cc == nil {
+		return nil
+	}
+	rc, ok := lc.cc.Conn.(*rawConn)
+	if !ok {
+		return nil
+	}
+	if err := lc.cc.init(); err != nil || lc.cc.br != nil {
+		return nil // refused, or a PROXY header's bufio holds bytes: Go's reads
+	}
+	return rc
+}
+
+func (lc *loopConn) runEdge(rc *rawConn) runStatus {
+	lc.edge = &edgeState{raw: rc}
+	st := lc.run() // raw, until a read finds nothing
+	if st != runWait {
+		return st
+	}
+	f := rc.file.Load() // set by the read that found nothing
+	if f == nil {
+		return runDone
+	}
+	prc, err := f.SyscallConn()
+	if err != nil {
+		return runDone
+	}
+	lc.edge.inPoll = true
+	err = prc.Read(func(uintptr) bool {
+		lc.edge.mayRead = true // first call (after the poller's reset), or a wake-up
+		st = lc.run()
+		return st != runWait
+	})
+	if err != nil {
+		return runDone // the read deadline, or closed
+	}
+	return st
+}
+
+// read reads client bytes: through the connection, or in edge mode from its descriptor.
+func (lc *loopConn) read(b []byte) (int, error) {
+	e := lc.edge
+	if e == nil {
+		return lc.nc.Read(b)
+	}
+	if !e.inPoll {
+		return e.raw.readNoWait(b)
+	}
+	if !e.mayRead {
+		return 0, errWouldBlock
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(e.raw.fd, b) })
+	switch {
+	case err == unix.EAGAIN:
+		e.mayRead = false
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	if n < len(b) {
+		e.mayRead = false // drained: the next data will be an edge
+	}
+	return n, nil
+}
+
+// headStatus is how readHead ended.
+type headStatus int
+
+const (
+	headOK     headStatus = iota // a complete head, or one too large (end -1)
+	headWait                     // edge mode: wait for more
+	headClosed                   // the connection is done
+)
+
+// activate marks the connection busy as bytes of a request arrive; false when shutdown closed
+// it meanwhile.
+func (lc *loopConn) activate() bool {
+	switch lc.state.Load() {
+	case connActive:
+		return true
+	case connIdle:
+		return lc.state.CompareAndSwap(connIdle, connActive)
+	}
+	return false
+}
+
 // readHead reads until rbuf[r:w] holds a complete head; it returns the head's length, or -1
-// when the head does not fit (net/http takes over). ok is false when the connection is done.
-func (lc *loopConn) readHead() (end int, ok bool) {
+// when the head does not fit (net/http takes over).
+func (lc *loopConn) readHead() (int, headStatus) {
 	l := lc.current()
 	t := l.proxy.opts.Timeouts
-	var first time.Time
 	if lc.r == lc.w {
 		// Waiting for the next request: the idle timeout (the header timeout for the first).
+		lc.headStart = time.Time{}
 		now := time.Now()
 		if lc.served == 0 && t.Header > 0 {
 			lc.readDeadlineAtLeast(now, t.Header)
 		} else {
 			lc.readDeadlineAtLeast(now, t.Idle)
 		}
-	} else {
-		first = time.Now()
+	} else if lc.headStart.IsZero() {
+		lc.headStart = time.Now()
 	}
-	if lc.r < lc.w && !lc.state.CompareAndSwap(connIdle, connActive) {
-		return 0, false // closed by shutdown
+	if lc.r < lc.w && !lc.activate() {
+		return 0, headClosed // closed by shutdown
 	}
 	limit := len(lc.rbuf)
 	if mh := l.proxy.opts.MaxHeaderSize; mh > 0 && mh+4096 < limit {
@@ -334,32 +488,36 @@ func (lc *loopConn) readHead() (end int, ok bool) {
 	}
 	for {
 		if i := headEnd(lc.rbuf[lc.r:lc.w]); i >= 0 {
-			return i, true
+			lc.headStart = time.Time{}
+			return i, headOK
 		}
 		if lc.w-lc.r >= limit {
-			return -1, true
+			return -1, headOK
 		}
 		if lc.w == len(lc.rbuf) {
 			n := copy(lc.rbuf, lc.rbuf[lc.r:lc.w])
 			lc.r, lc.w = 0, n
 		}
-		if !first.IsZero() && t.Header > 0 && lc.served > 0 {
+		if !lc.headStart.IsZero() && t.Header > 0 && lc.served > 0 {
 			// Part of a head: the rest within the header timeout (slowloris).
-			lc.setReadDeadline(first.Add(t.Header))
+			lc.setReadDeadline(lc.headStart.Add(t.Header))
 		}
-		n, err := lc.nc.Read(lc.rbuf[lc.w:])
+		n, err := lc.read(lc.rbuf[lc.w:])
 		if n > 0 {
-			if lc.state.Load() == connIdle && !lc.state.CompareAndSwap(connIdle, connActive) {
-				return 0, false // closed by shutdown
+			if !lc.activate() {
+				return 0, headClosed // closed by shutdown
 			}
-			if first.IsZero() {
-				first = time.Now()
+			if lc.headStart.IsZero() {
+				lc.headStart = time.Now()
 			}
 			lc.w += n
 			continue
 		}
+		if err == errWouldBlock {
+			return 0, headWait
+		}
 		if err != nil {
-			return 0, false
+			return 0, headClosed
 		}
 	}
 }

@@ -2,6 +2,7 @@ package l7proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -132,5 +133,133 @@ func TestConnLoopDate(t *testing.T) {
 	}
 	if code, d := dates("/date"); code != http.StatusTooManyRequests || len(d) != 1 {
 		t.Fatalf("rate limited: %d, Date %q; want 429 with one Date", code, d)
+	}
+}
+
+// edgeConn opens a keep-alive connection to a proxy in front of h and returns it with a reader.
+func edgeConn(t *testing.T, h http.HandlerFunc, tweak func(*Options)) (net.Conn, *bufio.Reader, *Proxy) {
+	t.Helper()
+	srv := httptestServer(t, h)
+	opts := simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1})
+	if tweak != nil {
+		tweak(&opts)
+	}
+	p := startProxy(t, opts)
+	c, err := net.Dial("tcp", addrOf(t, p, "p", "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c), p
+}
+
+func readBody(t *testing.T, br *bufio.Reader, what string) string {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return string(b)
+}
+
+// TestEdgePipelinedWhileServing: a request that arrives while the one before it is still with
+// the server (after the loop's last read, before it waits again) is served, not left in the
+// socket: edge mode must not lose readiness it has not read yet.
+func TestEdgePipelinedWhileServing(t *testing.T) {
+	c, br, _ := edgeConn(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(150 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	}, nil)
+	for round := range 3 {
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(50 * time.Millisecond) // the proxy is waiting for the server now
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+		if got := readBody(t, br, "first"); got != "/slow" {
+			t.Fatalf("round %d: first answer %q", round, got)
+		}
+		if got := readBody(t, br, "pipelined"); got != "/next" {
+			t.Fatalf("round %d: pipelined answer %q", round, got)
+		}
+	}
+}
+
+// TestEdgeKeepAliveTimeouts: on a kept-alive connection the idle timeout closes it, and a
+// later request's head that trickles in is cut at the header timeout.
+func TestEdgeKeepAliveTimeouts(t *testing.T) {
+	ok := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
+	tweak := func(o *Options) {
+		o.Proxies[0].Timeouts.Idle = 300 * time.Millisecond
+		o.Proxies[0].Timeouts.Header = 300 * time.Millisecond
+	}
+	c, br, _ := edgeConn(t, ok, tweak)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	readBody(t, br, "request")
+	start := time.Now()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("idle connection got bytes")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("idle connection closed after %v, want about 300ms", d)
+	}
+
+	c2, br2, _ := edgeConn(t, ok, tweak)
+	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	readBody(t, br2, "request")
+	start = time.Now()
+	io.WriteString(c2, "GET / HTTP/1.1\r\n")
+	go func() {
+		for range 60 {
+			if _, err := io.WriteString(c2, "X-A: b\r\n"); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	if _, err := br2.ReadByte(); err == nil {
+		t.Fatal("a trickling head got an answer")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("trickling head cut after %v, want about 300ms", d)
+	}
+}
+
+// TestEdgeIdleConnClosedOnShutdown: Close ends an idle kept-alive connection at once.
+func TestEdgeIdleConnClosedOnShutdown(t *testing.T) {
+	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p, err := New(simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addrOf(t, p, "p", "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	readBody(t, br, "request")
+	time.Sleep(50 * time.Millisecond) // waiting for the next request now
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return with an idle connection open")
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("idle connection still open after Close")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("idle connection closed after %v", d)
 	}
 }

@@ -140,6 +140,32 @@ func (c *rawConn) Read(b []byte) (int, error) {
 	return n, c.opErr("read", err)
 }
 
+// readNoWait reads what the socket holds without waiting: errWouldBlock when it holds
+// nothing, and from then on the descriptor is in the netpoller (polled).
+func (c *rawConn) readNoWait(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return 0, c.opErr("read", net.ErrClosed)
+	case c.file.Load() != nil:
+		return 0, errWouldBlock
+	case expired(c.rdl):
+		return 0, c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, b) })
+	switch {
+	case err == unix.EAGAIN:
+		c.toFile()
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, c.opErr("read", os.NewSyscallError("read", err))
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 func (c *rawConn) Write(b []byte) (int, error) {
 	if f := c.file.Load(); f != nil {
 		n, err := f.Write(b)
