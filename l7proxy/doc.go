@@ -39,7 +39,12 @@
 // naming nothing but close or keep-alive, routed to a backend without PROXY header) is forwarded
 // over a pooled keep-alive server connection with one write, the response head is read by the
 // loop's own parser, and head and small body go to the client in one write. That is a read and
-// a write on each side per keep-alive request, as HAProxy does. Rate limiting (429), sticky
+// a write on each side per keep-alive request, as HAProxy does, and no read that finds nothing:
+// the request is written to the server from inside the wait for its answer (serverConn), and a
+// plain client connection accepted raw waits for its next request in one edge-triggered
+// RawConn.Read that lasts the connection, reading only after a wake-up (runEdge). Go's own
+// reads try before they wait, which on a keep-alive connection finds nothing once per request
+// on each side. A response without Date gets one (RFC 9110 §6.6.1). Rate limiting (429), sticky
 // cookies, forwarding headers, header edits, retries, passive health, counters and the access
 // log all apply on the loop. Timeouts are kept lazily: a deadline is pushed on only when less
 // than 7/8 of its timeout is left, so the idle, header, client and server timeouts may fire up to

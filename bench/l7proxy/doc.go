@@ -48,9 +48,11 @@
 // core 0, then `strace -c -f -p PID` during a short wrk run (wrk -t1 -c50 -d3s, with
 // -H "Connection: close" for the close scenario) and divide the calls by wrk's request count.
 // strace slows the proxy, which makes reads that find no data (EAGAIN) rarer than in the
-// benchmark; the counts are for comparing, not for timing. Measured this way (2026-11, this
-// machine; per request): keep-alive, HAProxy 2 recvfrom + 2 sendto; Fulcrum 2 writes and about
-// 3 reads (Go's netpoller reads before it waits). New connection per request, HAProxy about
-// 8.8 (accept4, setsockopt, 2 recvfrom, 2 sendto, shutdown, close); Fulcrum about 10.9 (accept4,
-// getsockname, setsockopt TCP_NODELAY, 2 epoll_ctl, 2.5 reads, 2 writes, close).
+// benchmark; the counts are for comparing, not for timing. Measured this way (2026-11-25, this
+// machine; per request): keep-alive, HAProxy 2 recvfrom + 2 sendto (4.2 with epoll_wait);
+// Fulcrum 2 reads + 2 writes (4.06 with epoll_pwait). New connection per request, HAProxy about
+// 8.8 (accept4, setsockopt, 2 recvfrom, 2 sendto, shutdown, close); Fulcrum about 6.1 (accept4,
+// 2 reads, 2 writes, close). Before the raw accept and the edge-triggered waits (l7proxy's
+// rawconn.go, runEdge, serverConn) Fulcrum made about 4.7 and 10.9: Go's accept adds
+// getsockname, setsockopt TCP_NODELAY and two epoll_ctl, and its reads try before they wait.
 package l7bench
