@@ -86,7 +86,9 @@ func (hc *h1Client) get(ctx context.Context, addr string) (c *h1Conn, reused boo
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
-			nc = &serverConn{Conn: tc, rc: rc}
+			sc := &serverConn{Conn: tc, rc: rc}
+			sc.writeFn = sc.writeThenWait
+			nc = sc
 		}
 	}
 	return &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096), client: hc, addr: addr}, false, nil
@@ -371,6 +373,13 @@ type serverConn struct {
 	net.Conn
 	rc    syscall.RawConn
 	await bool // the next Write waits for the socket to become readable
+
+	// The state of one awaiting Write, kept here so that it allocates nothing.
+	writeFn func(uintptr) bool // writeThenWait, bound once
+	wbuf    []byte
+	done    int
+	werr    error
+	sent    bool
 }
 
 // awaitAnswer makes the next Write (the flush of a request) return only once the server's
@@ -382,27 +391,12 @@ func (c *serverConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	c.await = false
-	var (
-		done int
-		werr error
-		sent bool
-	)
+	c.wbuf, c.done, c.werr, c.sent = b, 0, nil, false
 	// A wait error (the read deadline, a closed connection) is left to the read that follows,
 	// which meets it again: the request was written.
-	c.rc.Read(func(fd uintptr) bool {
-		if sent {
-			return true // readable (or failed): the answer is there to read
-		}
-		sent = true
-		for done < len(b) && werr == nil {
-			var n int
-			n, werr = ignoringEINTR(func() (int, error) { return unix.Write(int(fd), b[done:]) })
-			if n > 0 {
-				done += n
-			}
-		}
-		return werr != nil // all written: wait for the answer
-	})
+	c.rc.Read(c.writeFn)
+	done, werr := c.done, c.werr
+	c.wbuf = nil
 	switch {
 	case werr == unix.EAGAIN:
 		// The socket buffer is full: the rest waits for room as any write does.
@@ -412,4 +406,21 @@ func (c *serverConn) Write(b []byte) (int, error) {
 		return done, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
 	}
 	return done, nil
+}
+
+// writeThenWait is the RawConn.Read callback of an awaiting Write: the first call writes
+// c.wbuf and asks to wait; the call after the wake-up ends the wait.
+func (c *serverConn) writeThenWait(fd uintptr) bool {
+	if c.sent {
+		return true // readable (or failed): the answer is there to read
+	}
+	c.sent = true
+	for c.done < len(c.wbuf) && c.werr == nil {
+		n, err := ignoringEINTR(func() (int, error) { return unix.Write(int(fd), c.wbuf[c.done:]) })
+		if n > 0 {
+			c.done += n
+		}
+		c.werr = err
+	}
+	return c.werr != nil // all written: wait for the answer
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,17 +44,14 @@ type rawConn struct {
 
 var errNotTCP = errors.New("not a TCP address")
 
-func newRawConn(fd int, sa syscall.Sockaddr, local netip.AddrPort) (*rawConn, error) {
-	c := &rawConn{fd: fd}
-	ap, ok := sockaddrAddrPort(sa)
-	if !ok {
-		return nil, errNotTCP
+// newRawConn wraps an accepted descriptor; local is the listener's address when it is bound
+// to one (shared, never modified), else nil.
+func newRawConn(fd int, remote netip.AddrPort, local *net.TCPAddr) *rawConn {
+	c := &rawConn{fd: fd, remote: net.TCPAddrFromAddrPort(remote)}
+	if local != nil {
+		c.local.Store(local)
 	}
-	c.remote = net.TCPAddrFromAddrPort(ap)
-	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
-		c.local.Store(net.TCPAddrFromAddrPort(local))
-	}
-	return c, nil
+	return c
 }
 
 func sockaddrAddrPort(sa syscall.Sockaddr) (netip.AddrPort, bool) {
@@ -286,7 +284,16 @@ type rawListener struct {
 	file   *os.File
 	rc     syscall.RawConn
 	addr   netip.AddrPort // as bound (the port filled in)
+	local  *net.TCPAddr   // addr when it is not a wildcard (the connections' local address)
 	closed atomic.Bool
+
+	// One Accept at a time uses the accept state, so that accepting allocates nothing but
+	// the connection.
+	mu       sync.Mutex
+	acceptFn func(uintptr) bool // l.accept4, bound once
+	nfd      int
+	peer     netip.AddrPort
+	aerr     syscall.Errno
 }
 
 // listenBacklog is passed to listen(2); the kernel caps it at net.core.somaxconn, as Go's own
@@ -351,43 +358,70 @@ func newRawListener(addr netip.AddrPort) (_ *rawListener, err error) {
 		f.Close()
 		return nil, err
 	}
-	return &rawListener{file: f, rc: rc, addr: ap}, nil
+	l := &rawListener{file: f, rc: rc, addr: ap}
+	if !ap.Addr().IsUnspecified() {
+		l.local = net.TCPAddrFromAddrPort(ap)
+	}
+	l.acceptFn = l.accept4
+	return l, nil
+}
+
+// accept4 is the RawConn.Read callback of Accept: accept4(2) called directly, with the peer
+// decoded from the kernel's sockaddr in place. (x/sys/unix's Accept4 also asks
+// getsockopt(SO_PROTOCOL) on every call to tell L2TP sockets apart; syscall's allocates the
+// address.)
+func (l *rawListener) accept4(fd uintptr) bool {
+	var rsa syscall.RawSockaddrAny
+	n := uint32(syscall.SizeofSockaddrAny)
+	r, _, e := syscall.Syscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
+		syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+	l.nfd, l.aerr, l.peer = int(r), e, netip.AddrPort{}
+	if e != 0 {
+		return e != syscall.EAGAIN
+	}
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		port := (*[2]byte)(unsafe.Pointer(&sa.Port)) // network byte order
+		l.peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(port[0])<<8|uint16(port[1]))
+	case syscall.AF_INET6:
+		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		addr := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
+				addr = addr.WithZone(ifi.Name)
+			}
+		}
+		l.peer = netip.AddrPortFrom(addr, uint16(port[0])<<8|uint16(port[1]))
+	}
+	return true
 }
 
 // Accept waits for the next connection. Aborted handshakes are skipped as Go's Accept skips
 // them. After Close it returns an error that is net.ErrClosed.
 func (l *rawListener) Accept() (net.Conn, error) {
-	var (
-		nfd  int
-		sa   syscall.Sockaddr
-		aerr error
-	)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for {
-		err := l.rc.Read(func(fd uintptr) bool {
-			// syscall's, not x/sys/unix's: that one asks getsockopt(SO_PROTOCOL) on every
-			// accept to tell L2TP sockets apart.
-			nfd, sa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			return aerr != unix.EAGAIN
-		})
+		err := l.rc.Read(l.acceptFn)
 		switch {
 		case l.closed.Load():
-			if err == nil && aerr == nil {
-				unix.Close(nfd)
+			if err == nil && l.aerr == 0 {
+				unix.Close(l.nfd)
 			}
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
 		case err != nil:
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
-		case aerr == unix.EINTR || aerr == unix.ECONNABORTED:
+		case l.aerr == syscall.EINTR || l.aerr == syscall.ECONNABORTED:
 			continue
-		case aerr != nil:
-			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", aerr)}
-		}
-		c, err := newRawConn(nfd, sa, l.addr)
-		if err != nil {
-			unix.Close(nfd)
+		case l.aerr != 0:
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.aerr)}
+		case !l.peer.IsValid():
+			unix.Close(l.nfd) // not an IP peer: cannot happen on a TCP socket
 			continue
 		}
-		return c, nil
+		return newRawConn(l.nfd, l.peer, l.local), nil
 	}
 }
 
