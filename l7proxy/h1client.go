@@ -87,7 +87,7 @@ func (hc *h1Client) get(ctx context.Context, addr string) (c *h1Conn, reused boo
 	if tc, ok := nc.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			sc := &serverConn{Conn: tc, rc: rc}
-			sc.writeFn = sc.writeThenWait
+			sc.writeFn, sc.readFn = sc.writeThenWait, sc.readNow
 			nc = sc
 		}
 	}
@@ -380,6 +380,38 @@ type serverConn struct {
 	done    int
 	werr    error
 	sent    bool
+
+	// The state of one Read (raw reads inside RawConn.Read, see rawsys.go).
+	readFn func(uintptr) bool // readNow, bound once
+	rbuf   []byte
+	rn     int
+	rerr   error
+}
+
+func (c *serverConn) Read(b []byte) (int, error) {
+	c.rbuf, c.rn, c.rerr = b, 0, nil
+	err := c.rc.Read(c.readFn)
+	n, rerr := c.rn, c.rerr
+	c.rbuf = nil
+	switch {
+	case err != nil: // the wait's: the read deadline, a closed connection
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			oe.Op = "read" // RawConn.Read's "raw-read": the error is a read's, as Conn.Read's
+		}
+		return 0, err
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readNow is Read's RawConn.Read callback: false (nothing there yet) asks to wait.
+func (c *serverConn) readNow(fd uintptr) bool {
+	c.rn, c.rerr = rawRead(int(fd), c.rbuf)
+	return c.rerr != unix.EAGAIN
 }
 
 // awaitAnswer makes the next Write (the flush of a request) return only once the server's
@@ -416,7 +448,7 @@ func (c *serverConn) writeThenWait(fd uintptr) bool {
 	}
 	c.sent = true
 	for c.done < len(c.wbuf) && c.werr == nil {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Write(int(fd), c.wbuf[c.done:]) })
+		n, err := rawWrite(int(fd), c.wbuf[c.done:])
 		if n > 0 {
 			c.done += n
 		}

@@ -462,7 +462,7 @@ func (lc *loopConn) read(b []byte) (int, error) {
 	if !e.mayRead {
 		return 0, errWouldBlock
 	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(e.raw.fd, b) })
+	n, err := rawRead(e.raw.fd, b)
 	switch {
 	case err == unix.EAGAIN:
 		e.mayRead = false

@@ -33,10 +33,19 @@ import (
 type rawConn struct {
 	mu     sync.Mutex
 	fd     int
-	closed bool
-	rdl    time.Time // deadlines, kept here until file exists
+	closed atomic.Bool // set under mu
+	rdl    time.Time   // deadlines, kept here until file exists
 	wdl    time.Time
 	file   atomic.Pointer[os.File] // set (under mu) once the connection has waited
+	frc    syscall.RawConn         // file's, set before file
+
+	// A polled Write: raw writes inside the file's RawConn.Write (which holds the descriptor
+	// and waits for room), its state kept here under wmu so that it allocates nothing.
+	wmu     sync.Mutex
+	writeFn func(uintptr) bool // writeRaw, bound once
+	wbuf    []byte
+	wdone   int
+	werr    error
 
 	local  atomic.Pointer[net.TCPAddr] // nil: getsockname on first use
 	remote *net.TCPAddr
@@ -97,8 +106,43 @@ func (c *rawConn) toFile() *os.File {
 	if !c.wdl.IsZero() {
 		f.SetWriteDeadline(c.wdl)
 	}
+	c.frc, _ = f.SyscallConn() // fails only for a nil file
+	c.writeFn = c.writeRaw
 	c.file.Store(f)
 	return f
+}
+
+// writePolled writes b under the netpoller with raw writes, waiting for room when the socket
+// buffer is full.
+func (c *rawConn) writePolled(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf, c.wdone, c.werr = b, 0, nil
+	err := c.frc.Write(c.writeFn)
+	n := c.wdone
+	if err == nil {
+		err = c.werr
+	} else if c.closed.Load() {
+		err = net.ErrClosed // RawConn.Write's error for a closed file is poll's own
+	}
+	c.wbuf = nil
+	return n, c.opErr("write", err)
+}
+
+// writeRaw is writePolled's RawConn.Write callback: false asks to wait for room.
+func (c *rawConn) writeRaw(fd uintptr) bool {
+	for c.wdone < len(c.wbuf) {
+		n, err := rawWrite(int(fd), c.wbuf[c.wdone:])
+		c.wdone += n
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err != nil {
+			c.werr = os.NewSyscallError("write", err)
+			return true
+		}
+	}
+	return true
 }
 
 func expired(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
@@ -109,7 +153,7 @@ func (c *rawConn) Read(b []byte) (int, error) {
 		return n, c.opErr("read", err)
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return 0, c.opErr("read", net.ErrClosed)
 	}
@@ -119,7 +163,7 @@ func (c *rawConn) Read(b []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
-		n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, b) })
+		n, err := rawRead(c.fd, b)
 		switch {
 		case err == nil && n == 0 && len(b) > 0:
 			c.mu.Unlock()
@@ -144,14 +188,14 @@ func (c *rawConn) readNoWait(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.closed:
+	case c.closed.Load():
 		return 0, c.opErr("read", net.ErrClosed)
 	case c.file.Load() != nil:
 		return 0, errWouldBlock
 	case expired(c.rdl):
 		return 0, c.opErr("read", os.ErrDeadlineExceeded)
 	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, b) })
+	n, err := rawRead(c.fd, b)
 	switch {
 	case err == unix.EAGAIN:
 		c.toFile()
@@ -165,12 +209,11 @@ func (c *rawConn) readNoWait(b []byte) (int, error) {
 }
 
 func (c *rawConn) Write(b []byte) (int, error) {
-	if f := c.file.Load(); f != nil {
-		n, err := f.Write(b)
-		return n, c.opErr("write", err)
+	if c.file.Load() != nil {
+		return c.writePolled(b)
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return 0, c.opErr("write", net.ErrClosed)
 	}
@@ -182,7 +225,7 @@ func (c *rawConn) Write(b []byte) (int, error) {
 			return 0, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 		for done < len(b) {
-			n, err := ignoringEINTR(func() (int, error) { return unix.Write(c.fd, b[done:]) })
+			n, err := rawWrite(c.fd, b[done:])
 			if n > 0 {
 				done += n
 			}
@@ -205,26 +248,17 @@ func (c *rawConn) Write(b []byte) (int, error) {
 	return done + n, c.opErr("write", err)
 }
 
-func ignoringEINTR(fn func() (int, error)) (int, error) {
-	for {
-		n, err := fn()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
 func (c *rawConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return c.opErr("close", net.ErrClosed)
 	}
-	c.closed = true
+	c.closed.Store(true)
 	if f := c.file.Load(); f != nil {
 		return c.opErr("close", f.Close())
 	}
-	return c.opErr("close", os.NewSyscallError("close", unix.Close(c.fd)))
+	return c.opErr("close", os.NewSyscallError("close", rawClose(c.fd)))
 }
 
 func (c *rawConn) LocalAddr() net.Addr {
@@ -233,7 +267,7 @@ func (c *rawConn) LocalAddr() net.Addr {
 	}
 	c.mu.Lock() // the descriptor stays open while getsockname uses it
 	defer c.mu.Unlock()
-	if !c.closed {
+	if !c.closed.Load() {
 		if sa, err := syscall.Getsockname(c.fd); err == nil {
 			if ap, ok := sockaddrAddrPort(sa); ok {
 				l := net.TCPAddrFromAddrPort(ap)
@@ -268,7 +302,7 @@ func (c *rawConn) setDeadline(dl *time.Time, t time.Time, set func(*os.File, tim
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
 	if f := c.file.Load(); f != nil {
@@ -372,10 +406,8 @@ func newRawListener(addr netip.AddrPort) (_ *rawListener, err error) {
 // address.)
 func (l *rawListener) accept4(fd uintptr) bool {
 	var rsa syscall.RawSockaddrAny
-	n := uint32(syscall.SizeofSockaddrAny)
-	r, _, e := syscall.Syscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
-		syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
-	l.nfd, l.aerr, l.peer = int(r), e, netip.AddrPort{}
+	r, e := rawAccept4(fd, &rsa)
+	l.nfd, l.aerr, l.peer = r, e, netip.AddrPort{}
 	if e != 0 {
 		return e != syscall.EAGAIN
 	}
