@@ -44,7 +44,10 @@
 // plain client connection accepted raw waits for its next request in one edge-triggered
 // RawConn.Read that lasts the connection, reading only after a wake-up (runEdge). Go's own
 // reads try before they wait, which on a keep-alive connection finds nothing once per request
-// on each side. A response without Date gets one (RFC 9110 §6.6.1). Rate limiting (429), sticky
+// on each side. The calls that never wait (read, write, close and accept4 on nonblocking
+// sockets) are raw system calls (rawsys.go), so the runtime never hands a P to another thread
+// around them; connections are served by reused worker goroutines. A response without Date
+// gets one (RFC 9110 §6.6.1). Rate limiting (429), sticky
 // cookies, forwarding headers, header edits, retries, passive health, counters and the access
 // log all apply on the loop. Timeouts are kept lazily: a deadline is pushed on only when less
 // than 7/8 of its timeout is left, so the idle, header, client and server timeouts may fire up to
