@@ -230,3 +230,30 @@ func TestRawConnReadsWhatIsLeft(t *testing.T) {
 		t.Fatalf("Read that waits for new data = %d, %v", n, err)
 	}
 }
+
+// TestRawListenerIPv6: an IPv6 listener accepts, and the peer address is decoded from the
+// kernel's sockaddr (address and port).
+func TestRawListenerIPv6(t *testing.T) {
+	ln, err := listenFreebind(context.Background(), netip.MustParseAddrPort("[::1]:0"))
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer ln.Close()
+	cl, err := net.Dial("tcp6", ln.Addr().String())
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer cl.Close()
+	cl.Write([]byte("x"))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, want := addrPortOf(c.RemoteAddr()), addrPortOf(cl.LocalAddr()); got != want {
+		t.Errorf("RemoteAddr = %v, want %v", got, want)
+	}
+	if got, want := addrPortOf(c.LocalAddr()), addrPortOf(ln.Addr()); got != want {
+		t.Errorf("LocalAddr = %v, want %v", got, want)
+	}
+}
