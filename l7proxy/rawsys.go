@@ -26,22 +26,13 @@ func bufPtr(b []byte) uintptr {
 	return uintptr(unsafe.Pointer(&b[0]))
 }
 
-func rawRead(fd int, b []byte) (int, error) {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), bufPtr(b), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case syscall.EINTR:
-			continue
-		}
-		return 0, e
-	}
-}
+func rawRead(fd int, b []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, b) }
+func rawWrite(fd int, b []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, b) }
 
-func rawWrite(fd int, b []byte) (int, error) {
+// rawIO is read(2) or write(2) of b, again after EINTR.
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), bufPtr(b), uintptr(len(b)))
+		n, _, e := syscall.RawSyscall(trap, uintptr(fd), bufPtr(b), uintptr(len(b)))
 		switch e {
 		case 0:
 			return int(n), nil
