@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -262,4 +264,37 @@ func TestEdgeIdleConnClosedOnShutdown(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("idle connection closed after %v", d)
 	}
+}
+
+// TestConnLoopWorkersStop: the loop's worker goroutines, parked between connections, end when
+// the proxy closes.
+func TestConnLoopWorkersStop(t *testing.T) {
+	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p, err := New(simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addrOf(t, p, "p", "http") + "/"
+	for range 10 {
+		get(t, client(""), url)
+	}
+	if !workersRunning() {
+		t.Fatal("no worker goroutine after serving: the check below would prove nothing")
+	}
+	p.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for workersRunning() {
+		if time.Now().After(deadline) {
+			t.Fatal("worker goroutines still running after Close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func workersRunning() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*connLoop).worker")
 }
