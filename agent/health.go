@@ -28,16 +28,21 @@ const EventHealthChanged = "health_changed"
 const healthMaxSeriesChecks = 1000
 
 // healthTarget is what a check judges: a real server of a virtual_server
-// (Kind "vs": A, B = virtual_server, real_server) or a server of a proxy
-// backend (Kind "proxy": A, B, C = proxy, backend, server).
+// (Kind "vs": A, B = virtual_server, real_server), a server of a proxy
+// backend (Kind "proxy": A, B, C = proxy, backend, server) or a vrrp_script
+// (Kind "script": A = its name; no consumer acts on it, VRRP reads it as a
+// service).
 type healthTarget struct {
 	Kind    string
 	A, B, C string
 }
 
 func (t healthTarget) String() string {
-	if t.Kind == "vs" {
+	switch t.Kind {
+	case "vs":
 		return "vs/" + t.A + "/" + t.B
+	case "script":
+		return scriptServiceName(t.A)
 	}
 	return "proxy/" + t.A + "/" + t.B + "/" + t.C
 }
@@ -261,6 +266,16 @@ func healthPlanOf(cfg *config.Config) (healthPlan, error) {
 			}
 		}
 	}
+	// vrrp_script blocks: one exec check each, and a service of that one
+	// check for VRRP's track_script.
+	for _, sc := range cfg.VRRPScripts {
+		t := healthTarget{Kind: "script", A: sc.Name}
+		id := t.String()
+		p := health.Exec{Argv: sc.Command, User: sc.User}
+		pl.specs = append(pl.specs, health.Spec{ID: id, Probe: p, Interval: sc.Interval, Timeout: sc.Timeout, Rise: sc.Rise, Fall: sc.Fall, Initial: health.StateUp})
+		pl.checks[id] = healthCheck{id: id, target: t, kind: "vrrp_script"}
+		pl.services[id] = health.ServicePolicy{IDs: []string{id}, Mode: health.ModeAny}
+	}
 	// Services for track_service: a server is healthy when all its
 	// checks are (healthServerRef, healthSource).
 	for _, vs := range cfg.VirtualServers {
@@ -408,7 +423,7 @@ func (s *healthSubsystem) onChange(c health.Change) {
 	if !known {
 		return // removed by an Update since
 	}
-	if !chk.passive && c.From != c.To {
+	if !chk.passive && c.From != c.To && chk.target.Kind != "script" {
 		healthy := s.allHealthy(ids)
 		for _, cons := range s.consumers {
 			cons.healthUpdate(chk.target, healthy)
@@ -425,10 +440,14 @@ func (s *healthSubsystem) onChange(c health.Change) {
 		"successes": c.Successes, "failures": c.Failures,
 	}
 	logAttrs := []any{}
-	if chk.target.Kind == "vs" {
+	switch chk.target.Kind {
+	case "vs":
 		attrs["virtual_server"], attrs["real_server"] = chk.target.A, chk.target.B
 		logAttrs = append(logAttrs, slog.String("virtual_server", chk.target.A), slog.String("real_server", chk.target.B))
-	} else {
+	case "script":
+		attrs["vrrp_script"] = chk.target.A
+		logAttrs = append(logAttrs, slog.String("vrrp_script", chk.target.A))
+	default:
 		attrs["proxy"], attrs["backend"], attrs["server"] = chk.target.A, chk.target.B, chk.target.C
 		logAttrs = append(logAttrs, slog.String("proxy", chk.target.A), slog.String("backend", chk.target.B), slog.String("server", chk.target.C))
 	}
@@ -465,6 +484,7 @@ type HealthCheckStatus struct {
 	Proxy         string     `json:"proxy,omitempty"`
 	Backend       string     `json:"backend,omitempty"`
 	Server        string     `json:"server,omitempty"`
+	VRRPScript    string     `json:"vrrp_script,omitempty"`
 	State         string     `json:"state"`
 	Successes     int        `json:"successes"`
 	Failures      int        `json:"failures"`
@@ -492,9 +512,12 @@ func (s *healthSubsystem) checkStatuses() []HealthCheckStatus {
 			Successes: st.Successes, Failures: st.Failures, Checks: st.Checks,
 			LastLatencyMS: float64(st.Last.Latency.Microseconds()) / 1000, Weight: st.Weight,
 		}
-		if chk.target.Kind == "vs" {
+		switch chk.target.Kind {
+		case "vs":
 			hs.VirtualServer, hs.RealServer = chk.target.A, chk.target.B
-		} else {
+		case "script":
+			hs.VRRPScript = chk.target.A
+		default:
 			hs.Proxy, hs.Backend, hs.Server = chk.target.A, chk.target.B, chk.target.C
 		}
 		if st.Last.Outcome != health.OutcomeNone {
@@ -611,3 +634,7 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.states, prometheus.GaugeValue, n, state)
 	}
 }
+
+// scriptServiceName is the health service (and check ID) of a vrrp_script: config names cannot
+// hold '/', so it never meets a virtual_server's or proxy's.
+func scriptServiceName(name string) string { return "vrrp_script/" + name }

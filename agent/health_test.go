@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -382,4 +383,43 @@ func TestHealthDrivesProxy(t *testing.T) {
 		st, ok := hs.sched.Status("proxy/www/app/app1#passive")
 		return ok && st.State == health.StateDown
 	})
+}
+
+// TestTrackScriptPriority: a vrrp_script runs for real (/bin/sh), and track_script lowers the
+// VRRP priority by its weight while the script fails, and restores it; the script's check
+// shows in the health status.
+func TestTrackScriptPriority(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fail")
+	lan := newFakeLAN()
+	io1 := newFakeVRRPIO(lan, "192.0.2.1")
+	hs := newHealthSubsystem(healthOptions{})
+	mod := func(o *Options) {
+		o.subsystems = []subsystemFactory{
+			{"health", func(d subsystemDeps) subsystem { hs.bind(d); return hs }},
+			{"vrrp", func(d subsystemDeps) subsystem {
+				v := newVRRPSubsystem(d, io1)
+				v.services = hs
+				return v
+			}},
+		}
+	}
+	script := fmt.Sprintf("vrrp_script \"chk\" {\n  command  = [\"/bin/sh\", \"-c\", \"test ! -e %s\"]\n  interval = \"100ms\"\n  weight   = -150\n}\n", flag)
+	extra := script + vrrpBlock("VI_1", 51, 200, "192.0.2.100/24", "  track_script \"chk\" {}\n")
+	lb1 := startAgent(t, testConfig{node: "lb1", extra: extra}, mod)
+	eventually(t, "priority 200", func() bool { return vrrpStatus(t, lb1.Agent, "VI_1").Priority == 200 })
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "priority 50 while the script fails", func() bool { return vrrpStatus(t, lb1.Agent, "VI_1").Priority == 50 })
+	var found bool
+	for _, c := range hs.checkStatuses() {
+		if c.ID == "vrrp_script/chk" && c.VRRPScript == "chk" && c.Kind == "vrrp_script" && c.State == "down" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("health status has no failing vrrp_script/chk: %+v", hs.checkStatuses())
+	}
+	os.Remove(flag)
+	eventually(t, "priority 200 again", func() bool { return vrrpStatus(t, lb1.Agent, "VI_1").Priority == 200 })
 }

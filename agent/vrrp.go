@@ -163,11 +163,15 @@ func vrrpInstanceOptions(in config.VRRPInstance, primary netip.Addr) vrrp.Instan
 	for _, t := range in.TrackServices {
 		o.Trackers = append(o.Trackers, vrrp.TrackSpec{Kind: vrrp.TrackService, Name: t.Name, Weight: t.Weight})
 	}
+	for _, t := range in.TrackScripts {
+		// A vrrp_script is a service of the health subsystem (healthPlanOf).
+		o.Trackers = append(o.Trackers, vrrp.TrackSpec{Kind: vrrp.TrackService, Name: scriptServiceName(t.Name), Weight: t.Weight})
+	}
 	// Service health is a map lookup: read it more often than the
 	// default second, so a failed virtual server moves the priority
 	// within a fraction of a second, unless processes (a /proc scan per
 	// poll) are tracked too.
-	if len(in.TrackServices) > 0 && len(in.TrackProcesses) == 0 {
+	if len(in.TrackServices)+len(in.TrackScripts) > 0 && len(in.TrackProcesses) == 0 {
 		o.TrackPollInterval = vrrpServicePollInterval
 	}
 	return o
@@ -232,6 +236,10 @@ func (s *vrrpSubsystem) Apply(_ context.Context, cfg *config.Config) error {
 		if len(in.TrackServices) > 0 && s.services == nil {
 			release()
 			return fmt.Errorf("vrrp_instance %q: track_service %q: service health is not available in this build (no virtual_server or proxy support)", in.Name, in.TrackServices[0].Name)
+		}
+		if len(in.TrackScripts) > 0 && s.services == nil {
+			release()
+			return fmt.Errorf("vrrp_instance %q: track_script %q: script health is not available in this build (no health checks)", in.Name, in.TrackScripts[0].Name)
 		}
 		r, err := s.prepare(in)
 		if err != nil {

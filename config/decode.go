@@ -116,6 +116,8 @@ type decoder struct {
 	filename string
 
 	node *Node
+	// scripts are the vrrp_script blocks by name, for track_script.
+	scripts map[string]VRRPScript
 	// ifaceRefs are the interface names used anywhere, checked against
 	// node.interfaces once everything is decoded.
 	ifaceRefs []nameRef
@@ -162,12 +164,25 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 
 	// Names are unique per block type; virtual servers and proxies share
 	// one namespace because track_service names either.
+	d.uniqueNames("vrrp_script", hdr.VRRPScripts, nil)
 	vrrpNames := d.uniqueNames("vrrp_instance", hdr.VRRPInstances, nil)
 	d.uniqueNames("sync_group", hdr.SyncGroups, nil)
 	services := map[string]serviceRef{}
 	d.uniqueNames("virtual_server", hdr.VirtualServers, services)
 	d.uniqueNames("proxy", hdr.Proxies, services)
 
+	if d.supported(FeatureVRRP, hdr.VRRPScripts) {
+		d.scripts = map[string]VRRPScript{}
+		for _, fb := range hdr.VRRPScripts {
+			var raw vrrpScriptBlock
+			d.decodeBody(fb.Body, &raw)
+			sc := d.decodeVRRPScript(fb.header(), &raw)
+			cfg.VRRPScripts = append(cfg.VRRPScripts, sc)
+			if _, dup := d.scripts[sc.Name]; !dup {
+				d.scripts[sc.Name] = sc
+			}
+		}
+	}
 	if d.supported(FeatureVRRP, hdr.VRRPInstances) {
 		raws := make([]*vrrpInstanceBlock, len(hdr.VRRPInstances))
 		for i, fb := range hdr.VRRPInstances {

@@ -546,6 +546,59 @@ virtual_server "web" {
 			detail:  `Did you mean "web"?`,
 		},
 		{
+			name: "track_script names an unknown vrrp_script",
+			src: `node "n" {}
+vrrp_script "chk_db" {
+  command = ["/usr/local/bin/check-db"]
+}
+vrrp_instance "a" {
+  interface         = "eth0"
+  virtual_router_id = 1
+  virtual_ips       = ["192.0.2.10/24"]
+  track_script "chk_bd" {
+  }
+}
+`,
+			summary: "Unknown vrrp_script",
+			at:      "9:16",
+			detail:  `Did you mean "chk_db"?`,
+		},
+		{
+			name: "vrrp_script without a command",
+			src: `node "n" {}
+vrrp_script "chk" {
+  interval = "2s"
+}
+`,
+			summary: "Missing required argument",
+			at:      "2:1",
+		},
+		{
+			name: "vrrp_script timeout longer than its interval",
+			src: `node "n" {}
+vrrp_script "chk" {
+  command  = ["/bin/true"]
+  interval = "1s"
+  timeout  = "3s"
+}
+`,
+			summary: "Script timeout exceeds interval",
+			at:      "5:14",
+		},
+		{
+			name: "duplicate vrrp_script",
+			src: `node "n" {}
+vrrp_script "chk" {
+  command = ["/bin/true"]
+}
+vrrp_script "chk" {
+  command = ["/bin/false"]
+}
+`,
+			summary: "Duplicate vrrp_script name",
+			at:      "5:13",
+		},
+		{
 			name: "virtual_server and proxy share names",
 			src: `node "n" {}
 virtual_server "web" {

@@ -86,6 +86,8 @@ func TestFullConfig(t *testing.T) {
 	check("vi_web.TrackProcesses[0].Name", web.TrackProcesses[0].Name, "haproxy")
 	check("vi_web.TrackFiles[0].Name", web.TrackFiles[0].Name, "/run/fulcrum/maintenance")
 	check("vi_web.TrackServices", []ServiceKind{web.TrackServices[0].Kind, web.TrackServices[1].Kind}, []ServiceKind{ServiceVirtualServer, ServiceProxy})
+	check("vi_web.TrackScripts", web.TrackScripts, []Track{{Name: "chk_db", Weight: -30, Source: web.TrackScripts[0].Source}})
+	check("VRRPScripts[0].Fall", cfg.VRRPScripts[0].Fall, 2)
 	check("vi_web.Notify.Master", web.Notify.Master, []string{"/usr/local/bin/fulcrum-notify", "master", "vi_web"})
 	check("vi_web.Notify.Timeout", web.Notify.Timeout, 10*time.Second)
 
@@ -299,7 +301,7 @@ func TestFullFileUnsupported(t *testing.T) {
 		counts[e.Summary]++
 	}
 	want := map[string]int{
-		"vrrp_instance is not supported yet":  3,
+		"vrrp_instance is not supported yet":  4, // three instances and the vrrp_script
 		"sync_group is not supported yet":     1,
 		"virtual_server is not supported yet": 4,
 		"proxy is not supported yet":          1,

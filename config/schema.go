@@ -20,6 +20,7 @@ type fileSchema struct {
 	Control        *controlBlock        `hcl:"control,block"`
 	Metrics        *metricsBlock        `hcl:"metrics,block"`
 	Log            *logBlock            `hcl:"log,block"`
+	VRRPScripts    []vrrpScriptBlock    `hcl:"vrrp_script,block"`
 	VRRPInstances  []vrrpInstanceBlock  `hcl:"vrrp_instance,block"`
 	SyncGroups     []syncGroupBlock     `hcl:"sync_group,block"`
 	VirtualServers []virtualServerBlock `hcl:"virtual_server,block"`
@@ -33,6 +34,7 @@ type fileHeader struct {
 	Control        *controlBlock  `hcl:"control,block"`
 	Metrics        *metricsBlock  `hcl:"metrics,block"`
 	Log            *logBlock      `hcl:"log,block"`
+	VRRPScripts    []featureBlock `hcl:"vrrp_script,block"`
 	VRRPInstances  []featureBlock `hcl:"vrrp_instance,block"`
 	SyncGroups     []featureBlock `hcl:"sync_group,block"`
 	VirtualServers []featureBlock `hcl:"virtual_server,block"`
@@ -106,7 +108,20 @@ type vrrpInstanceBlock struct {
 	TrackProcesses  []trackBlock     `hcl:"track_process,block"`
 	TrackFiles      []trackFileBlock `hcl:"track_file,block"`
 	TrackServices   []trackBlock     `hcl:"track_service,block"`
+	TrackScripts    []trackBlock     `hcl:"track_script,block"`
 	Notify          *notifyBlock     `hcl:"notify,block"`
+}
+
+// vrrpScriptBlock is a vrrp_script "NAME" block (keepalived vrrp_script).
+type vrrpScriptBlock struct {
+	DefRange hcl.Range      `hcl:",def_range"`
+	Command  *hcl.Attribute `hcl:"command,optional"`
+	User     *hcl.Attribute `hcl:"user,optional"`
+	Interval *hcl.Attribute `hcl:"interval,optional"`
+	Timeout  *hcl.Attribute `hcl:"timeout,optional"`
+	Rise     *hcl.Attribute `hcl:"rise,optional"`
+	Fall     *hcl.Attribute `hcl:"fall,optional"`
+	Weight   *hcl.Attribute `hcl:"weight,optional"`
 }
 
 type unicastBlock struct {

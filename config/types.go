@@ -23,6 +23,7 @@ type Config struct {
 	Metrics *Metrics
 	Log     Log
 
+	VRRPScripts    []VRRPScript
 	VRRPInstances  []VRRPInstance
 	SyncGroups     []SyncGroup
 	VirtualServers []VirtualServer
@@ -149,7 +150,9 @@ type VRRPInstance struct {
 	// TrackFiles' Name is the absolute path of the file.
 	TrackFiles    []Track
 	TrackServices []TrackedService
-	Notify        Notify
+	// TrackScripts name vrrp_script blocks; Weight is the track_script's, else the script's.
+	TrackScripts []Track
+	Notify       Notify
 
 	KeepVIPsOnShutdown bool
 }
@@ -203,6 +206,24 @@ type GARP struct {
 // when positive; 0 puts the instance into FAULT while the object fails.
 type Track struct {
 	Name   string
+	Weight int
+	Source hcl.Range
+}
+
+// VRRPScript is a vrrp_script block: a program run every Interval whose exit status (0 is
+// success) tracks instances that name it in track_script, as keepalived's vrrp_script.
+type VRRPScript struct {
+	Name string
+	// Command is the program and its arguments, run without a shell.
+	Command []string
+	// User, if set, runs it as that user (a name or a numeric uid).
+	User     string
+	Interval time.Duration
+	// Timeout bounds a run; a run that outlasts it fails (and its process group is killed).
+	Timeout time.Duration
+	// Rise and Fall are the successes and failures in a row that change its state.
+	Rise, Fall int
+	// Weight is the default weight of track_script blocks that name it.
 	Weight int
 	Source hcl.Range
 }

@@ -352,6 +352,27 @@ func (d *decoder) decodeTracks(in *VRRPInstance, b *vrrpInstanceBlock, services 
 			in.TrackFiles = append(in.TrackFiles, Track{Name: p, Weight: d.trackWeight(t.Weight), Source: t.DefRange})
 		}
 	}
+	scripts := d.newTrackSet("track_script")
+	scriptNames := make([]string, 0, len(d.scripts))
+	for n := range d.scripts {
+		scriptNames = append(scriptNames, n)
+	}
+	sort.Strings(scriptNames)
+	for _, t := range b.TrackScripts {
+		if !scripts.add(t.Name, t.NameRange) {
+			continue
+		}
+		sc, ok := d.scripts[t.Name]
+		if !ok {
+			d.errorf(t.NameRange, "Unknown vrrp_script", "track_script names a vrrp_script block, and none is named %q.%s", t.Name, didYouMean(t.Name, scriptNames))
+			continue
+		}
+		w := sc.Weight
+		if t.Weight != nil {
+			w = d.trackWeight(t.Weight)
+		}
+		in.TrackScripts = append(in.TrackScripts, Track{Name: t.Name, Weight: w, Source: t.DefRange})
+	}
 	svcs := d.newTrackSet("track_service")
 	names := make([]string, 0, len(services))
 	for n := range services {
@@ -466,4 +487,30 @@ func (d *decoder) decodeSyncGroup(h header, b *syncGroupBlock, instances []strin
 		d.warnf(b.Instances.Expr.Range(), "Sync group with one instance", "sync_group %q has one instance; a sync group only has an effect with two or more.", h.Name)
 	}
 	return g
+}
+
+// Defaults of vrrp_script, as keepalived's: run every second, one result changes the state.
+const defaultScriptInterval = time.Second
+
+func (d *decoder) decodeVRRPScript(h header, b *vrrpScriptBlock) VRRPScript {
+	sc := VRRPScript{Name: h.Name, Source: h.DefRange, Interval: defaultScriptInterval, Rise: 1, Fall: 1}
+	if d.require(b.Command, "command", "vrrp_script", h.DefRange) {
+		sc.Command = d.argv(b.Command)
+	}
+	if u, st := d.nonEmptyStr(b.User); st == valid {
+		sc.User = u
+	}
+	interval, iok := d.durationOr(b.Interval, 100*time.Millisecond, time.Hour, defaultScriptInterval)
+	sc.Interval = interval
+	timeout, tok := d.durationOr(b.Timeout, 10*time.Millisecond, time.Hour, interval)
+	sc.Timeout = timeout
+	if iok && tok && b.Timeout != nil && timeout > interval {
+		d.errorf(b.Timeout.Expr.Range(), "Script timeout exceeds interval",
+			"The timeout (%s) must not be longer than the interval (%s), so that runs never overlap.", timeout, interval)
+	}
+	rise, _ := d.intOr(b.Rise, 1, 100, 1, "")
+	fall, _ := d.intOr(b.Fall, 1, 100, 1, "")
+	sc.Rise, sc.Fall = int(rise), int(fall)
+	sc.Weight = d.trackWeight(b.Weight)
+	return sc
 }

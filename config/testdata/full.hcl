@@ -23,6 +23,13 @@ log {
   target = "journald"
 }
 
+vrrp_script "chk_db" {
+  command  = ["/usr/local/bin/check-db-replica"]
+  interval = "2s"
+  fall     = 2
+  weight   = -30
+}
+
 vrrp_instance "vi_web" {
   interface         = "eth0"
   virtual_router_id = 51
@@ -67,6 +74,7 @@ vrrp_instance "vi_web" {
   track_service "www" {
     weight = 0
   }
+  track_script "chk_db" {}
 
   notify {
     master  = ["/usr/local/bin/fulcrum-notify", "master", "vi_web"]
