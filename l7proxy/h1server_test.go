@@ -232,14 +232,7 @@ func TestEdgeKeepAliveTimeouts(t *testing.T) {
 
 // TestEdgeIdleConnClosedOnShutdown: Close ends an idle kept-alive connection at once.
 func TestEdgeIdleConnClosedOnShutdown(t *testing.T) {
-	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p, err := New(simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	p := okProxyClosedByTest(t)
 	c, err := net.Dial("tcp", addrOf(t, p, "p", "http"))
 	if err != nil {
 		t.Fatal(err)
@@ -269,14 +262,7 @@ func TestEdgeIdleConnClosedOnShutdown(t *testing.T) {
 // TestConnLoopWorkersStop: the loop's worker goroutines, parked between connections, end when
 // the proxy closes.
 func TestConnLoopWorkersStop(t *testing.T) {
-	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p, err := New(simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	p := okProxyClosedByTest(t)
 	url := "http://" + addrOf(t, p, "p", "http") + "/"
 	for range 10 {
 		get(t, client(""), url)
@@ -297,4 +283,18 @@ func TestConnLoopWorkersStop(t *testing.T) {
 func workersRunning() bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*connLoop).worker")
+}
+
+// okProxyClosedByTest starts a proxy in front of a server answering "ok"; the test closes it.
+func okProxyClosedByTest(t *testing.T) *Proxy {
+	t.Helper()
+	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p, err := New(simpleOptions(ServerOptions{Name: "s", Address: srv, Weight: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
