@@ -269,3 +269,14 @@ func (r *rateCounter) rate(now time.Time) float64 {
 	frac := float64(now.Nanosecond()) / 1e9
 	return float64(r.prev)*(1-frac) + float64(r.cur)
 }
+
+// first is the server a request tries first: its sticky server while that one is usable, else
+// the balancer's pick.
+func (b *backend) first(rs *reqState, now time.Time) *server {
+	if rs.sticky != "" {
+		if c := b.byName[rs.sticky]; c != nil && c.usable(now, false) {
+			return c
+		}
+	}
+	return b.pick(rs.client.Addr(), nil, now)
+}

@@ -198,7 +198,14 @@ func (pr *proxyRT) writeHead(w *bufio.Writer, r *http.Request, rs *reqState, add
 		}
 	}
 	// Delete then Set, as rewrite does: a key both deleted and set is set.
-	for k, v := range pr.opts.RequestHeaders.Set {
+	endRequestHead(w, pr.opts.RequestHeaders.Set, r.Method)
+}
+
+// endRequestHead ends a request head to a server: the configured header sets (not the framing
+// headers; an empty User-Agent means none), Content-Length: 0 for a bodiless POST, PUT or
+// PATCH (as net/http sends), and the blank line.
+func endRequestHead(w *bufio.Writer, set map[string]string, method string) {
+	for k, v := range set {
 		switch k = http.CanonicalHeaderKey(k); k {
 		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue
@@ -209,7 +216,7 @@ func (pr *proxyRT) writeHead(w *bufio.Writer, r *http.Request, rs *reqState, add
 		}
 		writeHeader(w, k, v)
 	}
-	switch r.Method {
+	switch method {
 	case "POST", "PUT", "PATCH":
 		w.WriteString("Content-Length: 0\r\n")
 	}

@@ -488,15 +488,7 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	b := rs.b
 	now := time.Now()
-	var s *server
-	if rs.sticky != "" {
-		if c := b.byName[rs.sticky]; c != nil && c.usable(now, false) {
-			s = c
-		}
-	}
-	if s == nil {
-		s = b.pick(rs.client.Addr(), nil, now)
-	}
+	s := b.first(rs, now)
 	var tried []*server
 	for {
 		if s == nil {

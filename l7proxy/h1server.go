@@ -962,15 +962,7 @@ func (lc *loopConn) forward(pr *proxyRT, rs *reqState, keep bool) (int, int64, b
 		}
 	}
 	now := time.Now()
-	var s *server
-	if rs.sticky != "" {
-		if c := b.byName[rs.sticky]; c != nil && c.usable(now, false) {
-			s = c
-		}
-	}
-	if s == nil {
-		s = b.pick(rs.client.Addr(), nil, now)
-	}
+	s := b.first(rs, now)
 	var tried []*server
 	var bc *h1Conn
 	for {
@@ -1084,22 +1076,7 @@ func (lc *loopConn) writeRequestHead(pr *proxyRT, w *bufio.Writer, rs *reqState,
 			writeHeader(w, k, rs.fwd[i])
 		}
 	}
-	for k, v := range rh.Set {
-		switch k = http.CanonicalHeaderKey(k); k {
-		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
-			continue
-		case "User-Agent":
-			if v == "" {
-				continue
-			}
-		}
-		writeHeader(w, k, v)
-	}
-	switch q.method {
-	case "POST", "PUT", "PATCH":
-		w.WriteString("Content-Length: 0\r\n")
-	}
-	w.WriteString("\r\n")
+	endRequestHead(w, rh.Set, q.method)
 }
 
 // exchange sends the request to addr over a pooled connection and reads the final response
