@@ -211,13 +211,31 @@ func TestCleanup(t *testing.T) {
 	if exists(jpid) || exists(straypid) {
 		t.Fatalf("journald %d alive: %v; stray %d alive: %v", jpid, exists(jpid), straypid, exists(straypid))
 	}
-	// No process is left in the mount namespace, so it is gone.
+	// No process is left in the mount namespace, so it is gone. The namespace's other
+	// processes (the launcher around journald) end as their children are reaped, a moment
+	// after journald: wait for them under the same deadline, so that only a process left
+	// behind fails.
+	for {
+		pid := inNamespace(mntns)
+		if pid == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %s still in journald's mount namespace %s", pid, mntns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inNamespace returns a process in the mount namespace mntns, or "".
+func inNamespace(mntns string) string {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err == nil && l == mntns {
-			t.Fatalf("process %s still in journald's mount namespace %s", e.Name(), mntns)
+			return e.Name()
 		}
 	}
+	return ""
 }
 
 func exists(pid int) bool {
